@@ -300,8 +300,10 @@ SQL
     if [[ ! -s $JWT_KEY ]]; then
         mkdir -p "$(dirname "$JWT_KEY")"
         chmod 0700 "$(dirname "$JWT_KEY")"
-        (umask 077; openssl rand -out "$JWT_KEY" 64)
-        chmod 0600 "$JWT_KEY"
+        # Written aside and renamed: parallel bootstraps (tests) never see
+        # a half-written key.
+        (umask 077; openssl rand -out "$JWT_KEY.$$" 64)
+        mv -f "$JWT_KEY.$$" "$JWT_KEY"
         say "bootstrap: created var/keys/jwt-hs256.key"
     fi
 }
