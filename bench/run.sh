@@ -105,7 +105,8 @@ cleanup() {
     fi
 
     if (( rc != 0 )); then
-        for f in "$tmp"/logs/*.log "$tmp/nginx/logs/error.log"; do
+        for f in "$tmp/pg/postgres.log" "$tmp/logs/redis.log" \
+                 "$tmp/logs/nginx.log" "$tmp/nginx/logs/error.log"; do
             [[ -s $f ]] || continue
             printf -- '--- last lines of %s\n' "${f#"$tmp"/}" >&2
             tail -n 15 "$f" >&2
@@ -291,7 +292,7 @@ pg_max_conn=$(( BENCH_CONNS + 8 * BENCH_WORKERS + 20 ))
 say "PostgreSQL: initdb, port $pg_port (fsync=off: durability is off, for benchmarking only)"
 as_pg "$PG_BIN/initdb" -D "$pg_data" -U postgres -A trust -E UTF8 \
     --no-instructions >"$tmp/logs/initdb.log" 2>&1 \
-    || die "initdb failed (see above)"
+    || { cat "$tmp/logs/initdb.log" >&2; die "initdb failed"; }
 cat >>"$pg_data/postgresql.conf" <<EOF
 
 # bench/run.sh: benchmarking settings, not for production
