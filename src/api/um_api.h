@@ -1,0 +1,21 @@
+/*
+ * The endpoints.  Each src/api/ file reads as a list of them: validate the
+ * input, send one query, shape the answer.
+ */
+
+#ifndef _UM_API_H_INCLUDED_
+#define _UM_API_H_INCLUDED_
+
+#include "http/um_http.h"
+
+
+/* um_system.c */
+ngx_int_t um_system_health(um_ctx_t *ctx);
+ngx_int_t um_system_ready(um_ctx_t *ctx);
+ngx_int_t um_system_metrics(um_ctx_t *ctx);
+
+/* um_organizations.c */
+ngx_int_t um_organizations_lookup(um_ctx_t *ctx);
+
+
+#endif /* _UM_API_H_INCLUDED_ */

@@ -1,0 +1,106 @@
+/*
+ * The HTTP layer: the request context, the route table, body reading,
+ * JSON answers, and the metrics that every request leaves behind.
+ */
+
+#ifndef _UM_HTTP_H_INCLUDED_
+#define _UM_HTTP_H_INCLUDED_
+
+#include "ngx_http_usermgmt.h"
+
+
+/* route flags */
+#define UM_ROUTE_PUBLIC     0x01    /* answered without a token */
+#define UM_ROUTE_BODY       0x02    /* takes a JSON object body */
+
+
+struct um_route_s {
+    ngx_uint_t              method;         /* NGX_HTTP_GET, ... */
+    ngx_str_t               path;           /* "/api/v1/users/{id}" */
+    um_handler_pt           handler;
+    const char             *permission;     /* NULL: any signed-in caller */
+    ngx_uint_t              flags;
+};
+
+
+/* metric slots after the routes of the table */
+#define UM_METRIC_HEALTH        (um_nroutes + 0)
+#define UM_METRIC_READY         (um_nroutes + 1)
+#define UM_METRIC_METRICS       (um_nroutes + 2)
+#define UM_METRIC_UNMATCHED     (um_nroutes + 3)
+#define UM_METRIC_SLOTS         (um_nroutes + 4)
+
+
+/* the error codes of the API */
+#define UM_BAD_REQUEST          "BAD_REQUEST"
+#define UM_UNAUTHORIZED         "UNAUTHORIZED"
+#define UM_FORBIDDEN            "FORBIDDEN"
+#define UM_NOT_FOUND            "NOT_FOUND"
+#define UM_METHOD_NOT_ALLOWED   "METHOD_NOT_ALLOWED"
+#define UM_CONFLICT             "CONFLICT"
+#define UM_PAYLOAD_TOO_LARGE    "PAYLOAD_TOO_LARGE"
+#define UM_UNSUPPORTED_MEDIA    "UNSUPPORTED_MEDIA_TYPE"
+#define UM_VALIDATION_FAILED    "VALIDATION_FAILED"
+#define UM_TOO_MANY_REQUESTS    "RATE_LIMIT_EXCEEDED"
+#define UM_INTERNAL_ERROR       "INTERNAL_ERROR"
+#define UM_SERVICE_UNAVAILABLE  "SERVICE_UNAVAILABLE"
+
+
+/* um_router.c */
+extern const um_route_t     um_routes[];
+extern const ngx_uint_t     um_nroutes;
+
+ngx_int_t um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad);
+void um_route_label(ngx_uint_t slot, ngx_str_t *method, ngx_str_t *path);
+
+
+/* um_request.c */
+ngx_int_t ngx_http_usermgmt_content_handler(ngx_http_request_t *r);
+ngx_int_t um_request_body_filter_init(void);
+void um_finish(um_ctx_t *ctx, ngx_int_t rc);
+ngx_int_t um_arg(um_ctx_t *ctx, const char *name, ngx_str_t *value);
+
+ngx_int_t um_query(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **values,
+    int nvalues, ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res));
+ngx_int_t um_pg_error_answer(ngx_http_request_t *r, PGresult *res);
+uint64_t um_now_us(void);
+
+
+/* um_response.c */
+ngx_int_t um_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len);
+ngx_int_t um_send_data(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *json, size_t len);
+ngx_int_t um_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *data);
+ngx_int_t um_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message, json_t *details);
+ngx_int_t um_send_invalid(ngx_http_request_t *r, const char *field,
+    const char *rule, const char *message);
+ngx_int_t um_send_unavailable(ngx_http_request_t *r, const char *what,
+    ngx_msec_t retry_after, json_t *details);
+ngx_int_t um_header_add(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
+
+
+/* um_metrics.c */
+ngx_int_t um_metrics_add_zone(ngx_conf_t *cf,
+    ngx_http_usermgmt_main_conf_t *mcf);
+ngx_int_t um_metrics_attach_worker(ngx_http_usermgmt_main_conf_t *mcf,
+    um_pg_stats_t **pg, um_redis_stats_t **redis);
+void um_metrics_detach_worker(ngx_http_usermgmt_main_conf_t *mcf);
+ngx_int_t um_metrics_log_handler(ngx_http_request_t *r);
+ngx_int_t um_metrics_prometheus(ngx_http_request_t *r);
+
+typedef struct {
+    uint64_t    requests;
+    uint64_t    server_errors;
+    uint64_t    client_errors;
+    uint64_t    duration_us;
+} um_metrics_summary_t;
+
+void um_metrics_summary(ngx_http_usermgmt_main_conf_t *mcf,
+    um_metrics_summary_t *s);
+
+
+#endif /* _UM_HTTP_H_INCLUDED_ */

@@ -1,0 +1,622 @@
+/*
+ * The content handler every usermgmt location shares: find the route, read
+ * and check the body, run the endpoint, and finish the request when its
+ * asynchronous steps come back.
+ *
+ * An endpoint returns NGX_DONE when it has started a query whose callback
+ * will finish the request, or the result of sending its answer otherwise.
+ */
+
+#include "um_http.h"
+#include "api/um_api.h"
+
+
+static um_ctx_t *um_ctx_create(ngx_http_request_t *r);
+static void um_ctx_cleanup(void *data);
+static void um_body_ready(ngx_http_request_t *r);
+static ngx_int_t um_body_parse(um_ctx_t *ctx);
+static ngx_int_t um_check_content_type(ngx_http_request_t *r);
+static ngx_int_t um_request_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static void um_query_result(um_pg_query_t *q, PGresult *res);
+static ngx_int_t um_valid_text(u_char *p, size_t len);
+
+
+static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
+
+
+/* the system endpoints are routes outside the API table */
+static const um_route_t  um_system_routes[] = {
+    { 0, ngx_null_string, NULL, NULL, 0 },
+    { 0, ngx_null_string, NULL, NULL, 0 },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/health"),
+      um_system_health, NULL, UM_ROUTE_PUBLIC },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/ready"),
+      um_system_ready, NULL, UM_ROUTE_PUBLIC },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/metrics"),
+      um_system_metrics, NULL, UM_ROUTE_PUBLIC },
+};
+
+
+ngx_int_t
+ngx_http_usermgmt_content_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      allow, bad;
+    um_ctx_t                      *ctx;
+    const um_route_t              *route;
+    ngx_http_usermgmt_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_usermgmt_module);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_usermgmt_module);
+
+    if (ctx == NULL) {
+        ctx = um_ctx_create(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (lcf->content != UM_CONTENT_API) {
+        route = &um_system_routes[lcf->content];
+
+        ctx->metric = (lcf->content == UM_CONTENT_HEALTH) ? UM_METRIC_HEALTH
+                      : (lcf->content == UM_CONTENT_READY) ? UM_METRIC_READY
+                      : UM_METRIC_METRICS;
+
+        if (!(r->method & route->method)) {
+            ngx_str_set(&allow, "GET, HEAD");
+            (void) um_header_add(r, "Allow", &allow);
+            return um_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                 UM_METHOD_NOT_ALLOWED,
+                                 "method not allowed", NULL);
+        }
+
+        ctx->route = route;
+
+    } else {
+        ctx->metric = UM_METRIC_UNMATCHED;
+
+        rc = um_route_match(ctx, &allow, &bad);
+
+        if (rc == NGX_DECLINED) {
+            return um_send_error(r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
+                                 "no such endpoint", NULL);
+        }
+
+        if (rc == NGX_HTTP_NOT_ALLOWED) {
+            (void) um_header_add(r, "Allow", &allow);
+            return um_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                 UM_METHOD_NOT_ALLOWED,
+                                 "method not allowed", NULL);
+        }
+
+        if (rc == NGX_HTTP_BAD_REQUEST) {
+            return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                                 (char *) bad.data, NULL);
+        }
+    }
+
+    if (!(ctx->route->flags & UM_ROUTE_BODY)) {
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ctx->route->handler(ctx);
+
+        if (rc == NGX_DONE) {
+            /* held until the callback calls um_finish() */
+            r->main->count++;
+        }
+
+        return rc;
+    }
+
+    rc = um_check_content_type(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (r->headers_in.content_length_n > lcf->max_body) {
+        r->keepalive = 0;
+        (void) ngx_http_discard_request_body(r);
+        return um_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                             UM_PAYLOAD_TOO_LARGE,
+                             "the request body is too large", NULL);
+    }
+
+    rc = ngx_http_read_client_request_body(r, um_body_ready);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+um_request_body_filter_init(void)
+{
+    ngx_http_next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = um_request_body_filter;
+
+    return NGX_OK;
+}
+
+
+void
+um_finish(um_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+    c = r->connection;
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * A query-string argument, percent-decoded ('+' is a space).  NGX_DECLINED
+ * when absent, NGX_ERROR when it decodes to bytes that are not text.
+ */
+ngx_int_t
+um_arg(um_ctx_t *ctx, const char *name, ngx_str_t *value)
+{
+    u_char     *dst, *src, *p;
+    ngx_str_t   raw;
+
+    if (ngx_http_arg(ctx->r, (u_char *) name, ngx_strlen(name), &raw)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(ctx->r->pool, raw.len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, raw.data, raw.len);
+
+    for (dst = p; dst < p + raw.len; dst++) {
+        if (*dst == '+') {
+            *dst = ' ';
+        }
+    }
+
+    src = p;
+    dst = p;
+    ngx_unescape_uri(&dst, &src, raw.len, 0);
+    *dst = '\0';
+
+    value->data = p;
+    value->len = dst - p;
+
+    return um_valid_text(value->data, value->len);
+}
+
+
+ngx_int_t
+um_query(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **values,
+    int nvalues, ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res))
+{
+    ngx_int_t       rc;
+    um_pg_pool_t   *pool;
+    um_pg_query_t  *q;
+
+    pool = ctx->mcf->pg_pool;
+
+    if (pool == NULL) {
+        return um_send_unavailable(ctx->r, "postgres", 1000, NULL);
+    }
+
+    q = ngx_pcalloc(ctx->r->pool, sizeof(um_pg_query_t));
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->stmt = stmt;
+    q->values = values;
+    q->nvalues = nvalues;
+    q->handler = um_query_result;
+    q->data = ctx;
+
+    ctx->query_done = done;
+
+    rc = um_pg_send(pool, q);
+
+    if (rc == NGX_AGAIN) {
+        ctx->query = q;
+        return NGX_DONE;
+    }
+
+    return um_send_unavailable(ctx->r, "postgres", um_pg_retry_after(pool),
+                               NULL);
+}
+
+
+/*
+ * What a failed statement means to the client.  Handlers that expect a
+ * particular constraint to fire look at the result themselves first.
+ */
+ngx_int_t
+um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
+{
+    char  *state;
+
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    if (state == NULL) {
+        state = "XX000";
+    }
+
+    if (ngx_strcmp(state, "23505") == 0) {
+        return um_send_error(r, NGX_HTTP_CONFLICT, UM_CONFLICT,
+                             "the resource already exists", NULL);
+    }
+
+    if (ngx_strcmp(state, "23503") == 0) {
+        return um_send_error(r, NGX_HTTP_CONFLICT, UM_CONFLICT,
+                             "a referenced resource does not exist "
+                             "or is still in use", NULL);
+    }
+
+    if (ngx_strncmp(state, "22", 2) == 0 || ngx_strcmp(state, "23514") == 0) {
+        return um_send_error(r, 422, UM_VALIDATION_FAILED,
+                             "a value is out of range or malformed", NULL);
+    }
+
+    if (ngx_strcmp(state, "57014") == 0 || ngx_strncmp(state, "08", 2) == 0
+        || ngx_strncmp(state, "53", 2) == 0 || ngx_strncmp(state, "57P", 3) == 0
+        || ngx_strcmp(state, "40001") == 0 || ngx_strcmp(state, "40P01") == 0)
+    {
+        return um_send_unavailable(r, "postgres", 1000, NULL);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "usermgmt: query failed: %s %s", state,
+                  PQresultErrorMessage(res));
+
+    return um_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR, UM_INTERNAL_ERROR,
+                         "internal error", NULL);
+}
+
+
+uint64_t
+um_now_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+static um_ctx_t *
+um_ctx_create(ngx_http_request_t *r)
+{
+    um_ctx_t            *ctx;
+    ngx_pool_cleanup_t  *cln;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(um_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = um_ctx_cleanup;
+    cln->data = ctx;
+
+    ctx->r = r;
+    ctx->mcf = ngx_http_get_module_main_conf(r, ngx_http_usermgmt_module);
+    ctx->start_us = um_now_us();
+
+    ngx_http_set_ctx(r, ctx, ngx_http_usermgmt_module);
+
+    return ctx;
+}
+
+
+/* the request is going away: let go of everything still in flight */
+static void
+um_ctx_cleanup(void *data)
+{
+    um_ctx_t  *ctx = data;
+
+    if (ctx->query != NULL) {
+        um_pg_cancel(ctx->query);
+        ctx->query = NULL;
+    }
+
+    if (ctx->redis != NULL) {
+        um_redis_cancel(ctx->redis);
+        ctx->redis = NULL;
+    }
+
+    if (ctx->body != NULL) {
+        json_decref(ctx->body);
+        ctx->body = NULL;
+    }
+}
+
+
+static void
+um_body_ready(ngx_http_request_t *r)
+{
+    ngx_int_t   rc;
+    um_ctx_t   *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_usermgmt_module);
+
+    if (ctx->body_too_large) {
+        rc = um_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                           UM_PAYLOAD_TOO_LARGE,
+                           "the request body is too large", NULL);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    rc = um_body_parse(ctx);
+
+    if (rc == NGX_OK) {
+        rc = ctx->route->handler(ctx);
+
+        if (rc == NGX_DONE) {
+            return;
+        }
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+um_body_parse(um_ctx_t *ctx)
+{
+    u_char              *p, *buf;
+    size_t               len;
+    json_t              *body;
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl;
+    json_error_t         err;
+    ngx_http_request_t  *r;
+    u_char               msg[JSON_ERROR_TEXT_LENGTH + 64];
+
+    r = ctx->r;
+
+    if (r->request_body == NULL || r->request_body->temp_file != NULL) {
+        return um_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                             UM_PAYLOAD_TOO_LARGE,
+                             "the request body is too large", NULL);
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    if (len == 0) {
+        return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                             "a JSON object body is required", NULL);
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL) {
+        buf = cl->buf->pos;
+
+    } else {
+        buf = ngx_pnalloc(r->pool, len);
+        if (buf == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = buf;
+
+        for ( /* void */ ; cl; cl = cl->next) {
+            b = cl->buf;
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        }
+    }
+
+    /* duplicate keys make a body mean different things to different readers */
+    body = json_loadb((char *) buf, len, JSON_REJECT_DUPLICATES, &err);
+
+    if (body == NULL) {
+        ngx_snprintf(msg, sizeof(msg) - 1, "malformed JSON at line %d, "
+                     "column %d: %s%Z", err.line, err.column, err.text);
+        return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                             (char *) msg, NULL);
+    }
+
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                             "the body must be a JSON object", NULL);
+    }
+
+    ctx->body = body;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+um_check_content_type(ngx_http_request_t *r)
+{
+    u_char      *p, *last;
+    ngx_str_t    type;
+
+    if (r->headers_in.content_type == NULL) {
+        if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
+            /* no body at all: the parser says what is missing */
+            return NGX_OK;
+        }
+
+        goto unsupported;
+    }
+
+    type = r->headers_in.content_type->value;
+    last = type.data + type.len;
+
+    for (p = type.data; p < last && *p != ';' && *p != ' '; p++) {
+        /* void */
+    }
+
+    type.len = p - type.data;
+
+    if (type.len == sizeof("application/json") - 1
+        && ngx_strncasecmp(type.data, (u_char *) "application/json",
+                           type.len) == 0)
+    {
+        return NGX_OK;
+    }
+
+    /* application/merge-patch+json and the like */
+    if (type.len > 5
+        && ngx_strncasecmp(type.data, (u_char *) "application/", 12) == 0
+        && ngx_strncasecmp(p - 5, (u_char *) "+json", 5) == 0)
+    {
+        return NGX_OK;
+    }
+
+unsupported:
+
+    return um_send_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                         UM_UNSUPPORTED_MEDIA,
+                         "the body must be sent as application/json", NULL);
+}
+
+
+/*
+ * Counts the decoded body of API requests.  Past the limit the bytes are
+ * consumed and dropped, so a chunked upload cannot grow the buffer; the
+ * post handler then answers 413 in JSON.
+ */
+static ngx_int_t
+um_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t                   *cl;
+    um_ctx_t                      *ctx;
+    ngx_http_usermgmt_loc_conf_t  *lcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_usermgmt_module);
+
+    if (ctx == NULL || ctx->route == NULL) {
+        return ngx_http_next_request_body_filter(r, in);
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_usermgmt_module);
+
+    if (lcf->content != UM_CONTENT_API) {
+        return ngx_http_next_request_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        ctx->body_size += ngx_buf_size(cl->buf);
+    }
+
+    if (ctx->body_size > lcf->max_body) {
+        ctx->body_too_large = 1;
+    }
+
+    if (!ctx->body_too_large) {
+        return ngx_http_next_request_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+    }
+
+    /* let the save filter see the end of the body, without its bytes */
+    for (cl = in; cl; cl = cl->next) {
+        if (cl->buf->last_buf) {
+            return ngx_http_next_request_body_filter(r, cl);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+um_query_result(um_pg_query_t *q, PGresult *res)
+{
+    ngx_int_t            rc;
+    um_ctx_t            *ctx;
+    ExecStatusType       st;
+    ngx_http_request_t  *r;
+
+    ctx = q->data;
+    r = ctx->r;
+    ctx->query = NULL;
+
+    switch (q->status) {
+
+    case UM_PG_OK:
+        st = PQresultStatus(res);
+
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            rc = ctx->query_done(ctx, res);
+
+        } else {
+            rc = um_pg_error_answer(r, res);
+        }
+
+        break;
+
+    case UM_PG_TIMEOUT:
+        rc = um_send_unavailable(r, "postgres", 1000, NULL);
+        break;
+
+    default: /* UM_PG_UNAVAILABLE, UM_PG_BUSY */
+        rc = um_send_unavailable(r, "postgres",
+                                 um_pg_retry_after(ctx->mcf->pg_pool), NULL);
+        break;
+    }
+
+    if (rc != NGX_DONE) {
+        um_finish(ctx, rc);
+    }
+}
+
+
+/* text for SQL parameters: valid UTF-8 without NUL bytes */
+static ngx_int_t
+um_valid_text(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    last = p + len;
+
+    while (p < last) {
+
+        if (*p == '\0') {
+            return NGX_ERROR;
+        }
+
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}

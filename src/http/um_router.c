@@ -1,0 +1,300 @@
+/*
+ * The route table: the one place that says which endpoints exist, who may
+ * call them, and which handler answers.  The matcher below it compares the
+ * decoded URI segment by segment; "{name}" matches one segment, and a name
+ * ending in "id" must be a UUID.
+ */
+
+#include "um_http.h"
+#include "api/um_api.h"
+
+
+#define GET     NGX_HTTP_GET
+#define POST    NGX_HTTP_POST
+#define PUT     NGX_HTTP_PUT
+#define PATCH   NGX_HTTP_PATCH
+#define DELETE  NGX_HTTP_DELETE
+
+#define PUBLIC  UM_ROUTE_PUBLIC
+#define BODY    UM_ROUTE_BODY
+
+
+const um_route_t  um_routes[] = {
+
+    /* organizations */
+    { GET, ngx_string("/api/v1/organizations/lookup"),
+      um_organizations_lookup, NULL, PUBLIC },
+};
+
+const ngx_uint_t  um_nroutes = sizeof(um_routes) / sizeof(um_routes[0]);
+
+
+#undef GET
+#undef POST
+#undef PUT
+#undef PATCH
+#undef DELETE
+#undef PUBLIC
+#undef BODY
+
+
+typedef struct {
+    ngx_uint_t   method;
+    const char  *name;
+} um_method_name_t;
+
+
+static um_method_name_t  um_method_names[] = {
+    { NGX_HTTP_GET, "GET" },
+    { NGX_HTTP_HEAD, "HEAD" },
+    { NGX_HTTP_POST, "POST" },
+    { NGX_HTTP_PUT, "PUT" },
+    { NGX_HTTP_PATCH, "PATCH" },
+    { NGX_HTTP_DELETE, "DELETE" },
+    { 0, NULL }
+};
+
+
+static ngx_int_t um_route_path(const um_route_t *route, ngx_str_t *uri,
+    ngx_str_t *args, ngx_uint_t *nargs, ngx_uint_t *literal);
+static ngx_uint_t um_is_uuid(ngx_str_t *s);
+
+
+/*
+ * NGX_OK: ctx->route and ctx->args are set.  NGX_DECLINED: no such path.
+ * NGX_HTTP_NOT_ALLOWED: the path exists for other methods, listed in allow.
+ * NGX_HTTP_BAD_REQUEST: a path parameter is malformed, explained in bad.
+ */
+ngx_int_t
+um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad)
+{
+    u_char              *p;
+    ngx_str_t            uri, args[UM_MAX_PATH_ARGS], name;
+    ngx_uint_t           i, j, n, literal, best_literal, methods, method;
+    const um_route_t    *best;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+    uri = r->uri;
+
+    /* "/api/v1/users/" is "/api/v1/users" */
+    while (uri.len > 1 && uri.data[uri.len - 1] == '/') {
+        uri.len--;
+    }
+
+    method = (r->method == NGX_HTTP_HEAD) ? NGX_HTTP_GET : r->method;
+
+    best = NULL;
+    best_literal = 0;
+    methods = 0;
+
+    for (i = 0; i < um_nroutes; i++) {
+
+        if (um_route_path(&um_routes[i], &uri, args, &n, &literal) != NGX_OK) {
+            continue;
+        }
+
+        if (!(um_routes[i].method & method)) {
+            methods |= um_routes[i].method;
+            continue;
+        }
+
+        if (best == NULL || literal > best_literal) {
+            best = &um_routes[i];
+            best_literal = literal;
+            ctx->nargs = n;
+            ngx_memcpy(ctx->args, args, n * sizeof(ngx_str_t));
+        }
+    }
+
+    if (best == NULL) {
+
+        if (methods == 0) {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_pnalloc(r->pool, sizeof("GET, HEAD, POST, PUT, PATCH, DELETE"));
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        allow->data = p;
+
+        if (methods & NGX_HTTP_GET) {
+            methods |= NGX_HTTP_HEAD;
+        }
+
+        for (j = 0; um_method_names[j].name; j++) {
+            if (methods & um_method_names[j].method) {
+                if (p != allow->data) {
+                    p = ngx_cpymem(p, ", ", 2);
+                }
+
+                p = ngx_cpymem(p, um_method_names[j].name,
+                               ngx_strlen(um_method_names[j].name));
+            }
+        }
+
+        allow->len = p - allow->data;
+
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    ctx->route = best;
+    ctx->metric = best - um_routes;
+
+    /* placeholders named "...id" carry UUIDs */
+    n = 0;
+    p = best->path.data;
+
+    for (i = 0; i < best->path.len; i++) {
+        if (p[i] != '{') {
+            continue;
+        }
+
+        for (j = i + 1; j < best->path.len && p[j] != '}'; j++) {
+            /* void */
+        }
+
+        name.data = &p[i + 1];
+        name.len = j - i - 1;
+
+        if (name.len >= 2
+            && ngx_strncmp(name.data + name.len - 2, "id", 2) == 0
+            && !um_is_uuid(&ctx->args[n]))
+        {
+            bad->data = ngx_pnalloc(r->pool, name.len + 32);
+            if (bad->data == NULL) {
+                return NGX_DECLINED;
+            }
+
+            bad->len = ngx_sprintf(bad->data, "\"%V\" is not a valid UUID%Z",
+                                   &name) - bad->data - 1;
+
+            return NGX_HTTP_BAD_REQUEST;
+        }
+
+        n++;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the method and the path template a metric slot counts */
+void
+um_route_label(ngx_uint_t slot, ngx_str_t *method, ngx_str_t *path)
+{
+    ngx_uint_t  j;
+
+    ngx_str_set(method, "GET");
+
+    if (slot < um_nroutes) {
+        *path = um_routes[slot].path;
+
+        for (j = 0; um_method_names[j].name; j++) {
+            if (um_routes[slot].method & um_method_names[j].method) {
+                method->data = (u_char *) um_method_names[j].name;
+                method->len = ngx_strlen(um_method_names[j].name);
+                break;
+            }
+        }
+
+        return;
+    }
+
+    switch (slot - um_nroutes) {
+    case 0:
+        ngx_str_set(path, "/health");
+        break;
+    case 1:
+        ngx_str_set(path, "/ready");
+        break;
+    case 2:
+        ngx_str_set(path, "/metrics");
+        break;
+    default:
+        ngx_str_set(path, "unmatched");
+        break;
+    }
+}
+
+
+static ngx_int_t
+um_route_path(const um_route_t *route, ngx_str_t *uri, ngx_str_t *args,
+    ngx_uint_t *nargs, ngx_uint_t *literal)
+{
+    u_char  *t, *tend, *u, *uend, *seg;
+
+    t = route->path.data;
+    tend = t + route->path.len;
+    u = uri->data;
+    uend = u + uri->len;
+
+    *nargs = 0;
+    *literal = 0;
+
+    while (t < tend && u < uend) {
+
+        if (*t == '{') {
+            while (t < tend && *t != '}') {
+                t++;
+            }
+
+            t++;
+
+            seg = u;
+
+            while (u < uend && *u != '/') {
+                u++;
+            }
+
+            if (u == seg || *nargs == UM_MAX_PATH_ARGS) {
+                return NGX_DECLINED;
+            }
+
+            args[*nargs].data = seg;
+            args[*nargs].len = u - seg;
+            (*nargs)++;
+
+            continue;
+        }
+
+        if (*t != *u) {
+            return NGX_DECLINED;
+        }
+
+        (*literal)++;
+        t++;
+        u++;
+    }
+
+    return (t == tend && u == uend) ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_uint_t
+um_is_uuid(ngx_str_t *s)
+{
+    ngx_uint_t  i;
+
+    if (s->len != 36) {
+        return 0;
+    }
+
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s->data[i] != '-') {
+                return 0;
+            }
+
+            continue;
+        }
+
+        if (!isxdigit(s->data[i])) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
