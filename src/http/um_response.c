@@ -6,6 +6,13 @@
 #include "um_http.h"
 
 
+#define UM_JSON_FLAGS  (JSON_COMPACT | JSON_REAL_PRECISION(6))
+
+
+static ngx_int_t um_send_root(ngx_http_request_t *r, ngx_uint_t status,
+    json_t *root);
+
+
 static ngx_str_t  um_json_type = ngx_string("application/json");
 
 
@@ -90,33 +97,11 @@ um_send_data(ngx_http_request_t *r, ngx_uint_t status, u_char *json,
 ngx_int_t
 um_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *data)
 {
-    u_char  *body;
-    size_t   len;
-    json_t  *root;
-
     if (data == NULL) {
         return NGX_ERROR;
     }
 
-    root = json_pack("{so}", "data", data);
-    if (root == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = json_dumpb(root, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(6));
-
-    body = ngx_pnalloc(r->pool, len);
-
-    if (body == NULL || json_dumpb(root, (char *) body, len, JSON_COMPACT | JSON_REAL_PRECISION(6))
-                        != len)
-    {
-        json_decref(root);
-        return NGX_ERROR;
-    }
-
-    json_decref(root);
-
-    return um_send(r, status, &um_json_type, body, len);
+    return um_send_root(r, status, json_pack("{so}", "data", data));
 }
 
 
@@ -125,37 +110,16 @@ ngx_int_t
 um_send_error(ngx_http_request_t *r, ngx_uint_t status, const char *code,
     const char *message, json_t *details)
 {
-    u_char  *body;
-    size_t   len;
-    json_t  *root;
-
     if (details == NULL) {
         details = json_array();
     }
 
-    root = json_pack("{s{ss ss si so}}", "error",
-                     "code", code,
-                     "message", message,
-                     "status_code", (int) status,
-                     "details", details);
-    if (root == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = json_dumpb(root, NULL, 0, JSON_COMPACT | JSON_REAL_PRECISION(6));
-
-    body = ngx_pnalloc(r->pool, len);
-
-    if (body == NULL || json_dumpb(root, (char *) body, len, JSON_COMPACT | JSON_REAL_PRECISION(6))
-                        != len)
-    {
-        json_decref(root);
-        return NGX_ERROR;
-    }
-
-    json_decref(root);
-
-    return um_send(r, status, &um_json_type, body, len);
+    return um_send_root(r, status,
+                        json_pack("{s{ss ss si so}}", "error",
+                                  "code", code,
+                                  "message", message,
+                                  "status_code", (int) status,
+                                  "details", details));
 }
 
 
@@ -223,4 +187,32 @@ um_header_add(ngx_http_request_t *r, const char *name, ngx_str_t *value)
     h->value = *value;
 
     return NGX_OK;
+}
+
+
+/* serializes and sends a document; takes the reference to root */
+static ngx_int_t
+um_send_root(ngx_http_request_t *r, ngx_uint_t status, json_t *root)
+{
+    u_char  *body;
+    size_t   len;
+
+    if (root == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = json_dumpb(root, NULL, 0, UM_JSON_FLAGS);
+
+    body = ngx_pnalloc(r->pool, len);
+
+    if (body == NULL || json_dumpb(root, (char *) body, len, UM_JSON_FLAGS)
+                        != len)
+    {
+        json_decref(root);
+        return NGX_ERROR;
+    }
+
+    json_decref(root);
+
+    return um_send(r, status, &um_json_type, body, len);
 }
