@@ -168,7 +168,9 @@ cmd_build() {
     fi
     if [[ ! -f $objs/Makefile || $ROOT/config -nt $objs/Makefile ]]; then
         say "build: configure"
-        rm -rf "$objs/addon"
+        # configure's probes read the generated headers of an earlier run:
+        # always start from an empty folder
+        rm -rf "$objs"
         mkdir -p "$objs"
         (cd "$src" && ./configure "${args[@]}") >"$BUILD/configure.log" 2>&1 || {
             tail -n 30 "$BUILD/configure.log" >&2

@@ -6,6 +6,7 @@
  */
 
 #include "um_api.h"
+#include "http/um_validate.h"
 
 
 static ngx_int_t um_organizations_lookup_done(um_ctx_t *ctx, PGresult *res);
@@ -39,22 +40,15 @@ um_organizations_lookup(um_ctx_t *ctx)
                                "slug must be valid UTF-8 text");
     }
 
-    /* the format of sql/migrations/0001_core.sql, checked before asking */
-    if (slug.len > 50) {
-        return um_send_invalid(ctx->r, "slug", "max_length",
-                               "slug is at most 50 characters");
-    }
-
     for (i = 0; i < slug.len; i++) {
         slug.data[i] = ngx_tolower(slug.data[i]);
+    }
 
-        if (!((slug.data[i] >= 'a' && slug.data[i] <= 'z')
-              || (slug.data[i] >= '0' && slug.data[i] <= '9')
-              || (i > 0 && (slug.data[i] == '-' || slug.data[i] == '_'))))
-        {
-            return um_send_invalid(ctx->r, "slug", "format",
-                                   "slug has letters, digits, '-' and '_'");
-        }
+    /* the format of sql/migrations/0001_core.sql, checked before asking */
+    if (!um_is_slug(slug.data, slug.len)) {
+        return um_send_invalid(ctx->r, "slug", "format",
+                               "slug has 1 to 50 letters, digits, '-' "
+                               "and '_'");
     }
 
     values = ngx_palloc(ctx->r->pool, sizeof(char *));

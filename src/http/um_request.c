@@ -8,6 +8,7 @@
  */
 
 #include "um_http.h"
+#include "um_validate.h"
 #include "api/um_api.h"
 
 
@@ -19,7 +20,6 @@ static ngx_int_t um_check_content_type(ngx_http_request_t *r);
 static ngx_int_t um_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void um_query_result(um_pg_query_t *q, PGresult *res);
-static ngx_int_t um_valid_text(u_char *p, size_t len);
 
 
 static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
@@ -199,7 +199,8 @@ um_arg(um_ctx_t *ctx, const char *name, ngx_str_t *value)
     value->data = p;
     value->len = dst - p;
 
-    return um_valid_text(value->data, value->len);
+    /* SQL parameters are text: valid UTF-8 without NUL bytes */
+    return um_is_text(value->data, value->len) ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -591,32 +592,4 @@ um_query_result(um_pg_query_t *q, PGresult *res)
     if (rc != NGX_DONE) {
         um_finish(ctx, rc);
     }
-}
-
-
-/* text for SQL parameters: valid UTF-8 without NUL bytes */
-static ngx_int_t
-um_valid_text(u_char *p, size_t len)
-{
-    u_char  *last;
-
-    last = p + len;
-
-    while (p < last) {
-
-        if (*p == '\0') {
-            return NGX_ERROR;
-        }
-
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-
-        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
 }

@@ -6,6 +6,7 @@
  */
 
 #include "um_http.h"
+#include "um_validate.h"
 #include "api/um_api.h"
 
 
@@ -57,7 +58,6 @@ static um_method_name_t  um_method_names[] = {
 
 static ngx_int_t um_route_path(const um_route_t *route, ngx_str_t *uri,
     ngx_str_t *args, ngx_uint_t *nargs, ngx_uint_t *literal);
-static ngx_uint_t um_is_uuid(ngx_str_t *s);
 
 
 /*
@@ -161,7 +161,7 @@ um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad)
 
         if (name.len >= 2
             && ngx_strncmp(name.data + name.len - 2, "id", 2) == 0
-            && !um_is_uuid(&ctx->args[n]))
+            && !um_is_uuid(ctx->args[n].data, ctx->args[n].len))
         {
             bad->data = ngx_pnalloc(r->pool, name.len + 32);
             if (bad->data == NULL) {
@@ -270,31 +270,4 @@ um_route_path(const um_route_t *route, ngx_str_t *uri, ngx_str_t *args,
     }
 
     return (t == tend && u == uend) ? NGX_OK : NGX_DECLINED;
-}
-
-
-static ngx_uint_t
-um_is_uuid(ngx_str_t *s)
-{
-    ngx_uint_t  i;
-
-    if (s->len != 36) {
-        return 0;
-    }
-
-    for (i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s->data[i] != '-') {
-                return 0;
-            }
-
-            continue;
-        }
-
-        if (!isxdigit(s->data[i])) {
-            return 0;
-        }
-    }
-
-    return 1;
 }
