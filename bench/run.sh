@@ -45,6 +45,8 @@ if (( BENCH_SECONDS < 1 || BENCH_CONNS < 1 || BENCH_WORKERS < 1 )); then
     exit 2
 fi
 
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 root=$(dirname "$bench_dir")
 module_so=$root/build/ngx_http_usermgmt_module.so
@@ -150,8 +152,9 @@ free_port() {                       # a port nothing listens on, not handed out
     die "no free port found"
 }
 
-http_status() {                     # http_status URL -> "200", "000" if none
-    curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true
+http_status() {                     # http_status URL [BODY-FILE] -> "200"
+    curl -s -o "${2:-/dev/null}" -w '%{http_code}' --max-time 5 "$1" \
+        || true                     # "000" when nothing answered
 }
 
 wait_for() {                        # wait_for SECONDS WHAT COMMAND...
@@ -202,6 +205,7 @@ peer() {            # peer KEY RPS LABEL: register a peer measurement
 }
 
 wrk_n=0
+probe_n=0
 run_wrk() {         # run_wrk URL [WRK ARGS...]: sets w_rps w_p50 w_p99 w_note
     local url=$1 out
     shift
@@ -258,7 +262,9 @@ scenario() {
         return 0
     fi
 
-    status=$(http_status "$url")
+    # the probe's answer stays in the temporary folder (BENCH_KEEP_TMP=1)
+    probe_n=$(( probe_n + 1 ))
+    status=$(http_status "$url" "$tmp/wrk/probe-$probe_n.body")
     if [[ $status != 2?? ]]; then
         [[ $status == 000 ]] && status="no answer" || status="status $status"
         say "$name: n/a ($status)"
@@ -636,7 +642,7 @@ when=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 info=(
     "date: $when, commit $commit"
-    "machine: $(nproc) CPU(s), ${cpu_model:-unknown CPU}, Linux $(uname -r)"
+    "machine: $(nproc) CPU(s), ${cpu_model:-unknown CPU}, Linux $(uname -r); load average $load_at_start before the run, $(cut -d' ' -f1-3 /proc/loadavg) after"
     "versions: $nginx_version, $pg_version, Redis $redis_version, wrk $wrk_version"
     "load: wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s (after ${BENCH_WARMUP}s warm-up); pgbench -c$BENCH_CONNS -j1 -T$BENCH_SECONDS; redis-benchmark -n 200000 -c$BENCH_CONNS"
     "nginx: $BENCH_WORKERS worker(s), access_log off; module pool max=8 per worker; plain nginx /health: $ceiling_body_note"
