@@ -33,7 +33,7 @@ sub parse_metrics {
             while ($lab =~ /\G\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?/gc) {
                 $labels{$1} = $2;
             }
-            push @bad, $line if pos($lab) // 0 != length $lab;
+            push @bad, $line if (pos($lab) // 0) != length $lab;
             push @bad, $line
                 unless $value =~ /^[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+|Inf|NaN)$/;
             push @samples, [$name, \%labels, $value];

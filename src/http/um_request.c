@@ -178,6 +178,16 @@ um_arg(um_ctx_t *ctx, const char *name, ngx_str_t *value)
         return NGX_DECLINED;
     }
 
+    /* every '%' starts an escape of two hex digits */
+    for (src = raw.data; src < raw.data + raw.len; src++) {
+        if (*src == '%'
+            && (src + 2 >= raw.data + raw.len
+                || !isxdigit(src[1]) || !isxdigit(src[2])))
+        {
+            return NGX_ERROR;
+        }
+    }
+
     p = ngx_pnalloc(ctx->r->pool, raw.len + 1);
     if (p == NULL) {
         return NGX_ERROR;

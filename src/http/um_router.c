@@ -203,15 +203,16 @@ um_route_label(ngx_uint_t slot, ngx_str_t *method, ngx_str_t *path)
         return;
     }
 
+    /* system locations are named by what they do: their paths vary */
     switch (slot - um_nroutes) {
     case 0:
-        ngx_str_set(path, "/health");
+        ngx_str_set(path, "health");
         break;
     case 1:
-        ngx_str_set(path, "/ready");
+        ngx_str_set(path, "ready");
         break;
     case 2:
-        ngx_str_set(path, "/metrics");
+        ngx_str_set(path, "metrics");
         break;
     default:
         ngx_str_set(path, "unmatched");
