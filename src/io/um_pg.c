@@ -852,8 +852,11 @@ um_pg_close(um_pg_conn_t *pc)
         PQclear(pc->result);
     }
 
-    /* detach first: PQfinish closes the descriptor */
-    um_fd_detach(pc->c, 0);
+    /*
+     * libpq closes the socket itself when a connect attempt fails or the
+     * server hangs up; otherwise PQfinish closes it, after the detach.
+     */
+    um_fd_detach(pc->c, PQsocket(pc->pg) == -1);
     PQfinish(pc->pg);
 
     ngx_free(pc);
