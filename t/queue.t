@@ -50,11 +50,9 @@ my $locker = $t->psql_bg(
     "BEGIN; LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE; "
     . "SELECT pg_sleep($LOCK_SECONDS); COMMIT;");
 ok(wait_until(sub {
-       $t->psql_super(q{SELECT count(*) FROM pg_locks l
-                        JOIN pg_class c ON c.oid = l.relation
-                        WHERE c.relname = 'organizations'
-                          AND l.mode = 'AccessExclusiveLock' AND l.granted},
-                      ) == 1;
+       $t->psql(q{SELECT count(*) FROM pg_locks
+                  WHERE relation = 'organizations'::regclass
+                    AND mode = 'AccessExclusiveLock' AND granted}) == 1;
    }, 5, 0.02), 'the slow transaction holds the table lock');
 
 # one request takes the connection, then a burst of $SURPLUS more
@@ -122,7 +120,7 @@ subtest 'the request that got the connection' => sub {
 
 for my $x (@res) {
     subtest "surplus request $x->{n}" => sub {
-        is($x->{status}, 503, '503') or diag(explain $x);
+        is($x->{status}, 503, 'status 503') or diag(explain $x);
         is($x->{code}, 'SERVICE_UNAVAILABLE', 'error code SERVICE_UNAVAILABLE');
         like($x->{retry_after} // '', qr/^\d+$/, 'Retry-After: seconds');
         cmp_ok($x->{elapsed} // 99, '<', 1.5,

@@ -97,6 +97,7 @@ sub new {
     chmod 0755, $tmp;
     $self->{tmp} = $tmp;
     make_path("$tmp/run");
+    $self->_start_guard;
 
     $self->{ports} = [ free_port(4) ];
     @{$self}{qw(pg_port redis_port port port2)} = @{ $self->{ports} };
@@ -299,6 +300,10 @@ sub start_pg {
 sub stop_pg {
     my ($self) = @_;
     return 1 unless $self->{pg_running};
+    # With synchronous_commit=off the last commits may still sit in the WAL
+    # buffers, and an immediate stop would lose them: write them out first.
+    # The stop itself stays abrupt for the clients.
+    eval { $self->psql_super('CHECKPOINT') };
     my $r = $self->_run([$BIN{pg_ctl}, 'stop', '-D', $self->_pg_dir . '/data',
                          '-m', 'immediate', '-w', '-t', '60', '-s'],
                         as_postgres => 1, timeout => 90);
@@ -589,8 +594,9 @@ sub _nginx_start {
         . ($self->error_log // '') unless $up;
 
     my $want = $self->{opt}{workers} // $self->{workers};
-    wait_until(sub { $self->nginx_pids == $want }, $self->{start_wait})
-        or Test::More::diag('nginx: ' . scalar($self->nginx_pids)
+    wait_until(sub { my @p = $self->nginx_pids; @p == $want },
+               $self->{start_wait})
+        or Test::More::diag('nginx: ' . scalar(my @p = $self->nginx_pids)
                             . " workers running, $want expected");
     return 1;
 }
@@ -603,8 +609,9 @@ sub nginx_master_pid {
 # The pids of the running nginx worker processes, sorted.
 sub nginx_pids {
     my ($self) = @_;
-    my $master = $self->nginx_master_pid or return ();
-    return sort { $a <=> $b } _children_of($master);
+    my $master = $self->nginx_master_pid or return;
+    my @pids = sort { $a <=> $b } _children_of($master);
+    return @pids;
 }
 
 # nginx -s reload, then wait (bounded) until the old workers are gone and
@@ -764,6 +771,11 @@ sub stop {
     return unless ($self->{owner_pid} // 0) == $$;
     my $tests = $o{tests};
 
+    if (my $guard = delete $self->{guard_pid}) {
+        kill 'TERM', $guard;
+        waitpid($guard, 0);
+    }
+
     $self->_stop_nginx;
 
     my $failed = 0;
@@ -851,6 +863,66 @@ sub _check_valgrind {
         print STDERR "# $_\n" for @bad;
     }
     return !@bad;
+}
+
+###########################################################################
+# the guard: cleanup when the test process is killed outright
+
+# A test killed with SIGKILL (a CI timeout, say) runs no END block.  A small
+# guard process, in its own session so a process-group kill spares it,
+# waits for the test process to go away without having stopped it, and
+# then stops nginx, Redis and PostgreSQL from their pid files.
+sub _start_guard {
+    my ($self) = @_;
+    my $parent = $$;
+    my $pid = fork;
+    return unless defined $pid;
+    if ($pid) {
+        $self->{guard_pid} = $pid;
+        return;
+    }
+
+    POSIX::setsid();
+    # let go of the TAP pipe: prove waits for every writer to close it
+    open STDIN, '<', '/dev/null';
+    open STDOUT, '>', '/dev/null';
+    open STDERR, '>', '/dev/null';
+    if (opendir my $dh, '/proc/self/fd') {
+        my @fds = grep { /^\d+$/ && $_ > 2 } readdir $dh;
+        closedir $dh;
+        POSIX::close($_) for @fds;
+    }
+    $SIG{$_} = 'DEFAULT' for qw(INT HUP PIPE);
+    $SIG{TERM} = sub { POSIX::_exit(0) };
+
+    sleep 0.5 while getppid() == $parent;
+
+    $self->_emergency_cleanup;
+    POSIX::_exit(0);
+}
+
+sub _emergency_cleanup {
+    my ($self) = @_;
+    my $tmp = $self->{tmp};
+
+    if (my $master = _read_pid("$tmp/nginx.pid")) {
+        my @workers = _children_of($master);
+        kill 'QUIT', $master;
+        unless (wait_until(sub { !_alive($master) }, 5)) {
+            push @workers, _children_of($master);
+            _terminate($master, 2);
+        }
+        _terminate($_, 2) for @workers;
+    }
+    if (my $redis = _read_pid("$tmp/redis/redis.pid")) {
+        _terminate($redis, 5);
+    }
+    if (my $pg = _read_pid("$tmp/pg/data/postmaster.pid")) {
+        # SIGQUIT is PostgreSQL's immediate shutdown
+        kill 'QUIT', $pg;
+        wait_until(sub { !_alive($pg) }, 10) or kill 'KILL', $pg;
+    }
+    remove_tree($tmp) unless ($ENV{UM_KEEP} // '') eq '1';
 }
 
 ###########################################################################
