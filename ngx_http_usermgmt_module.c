@@ -11,6 +11,8 @@
 #include "ngx_http_usermgmt.h"
 #include "http/um_http.h"
 
+#include <openssl/rand.h>
+
 
 static void *ngx_http_usermgmt_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_usermgmt_init_main_conf(ngx_conf_t *cf, void *conf);
@@ -27,6 +29,23 @@ static char *ngx_http_usermgmt_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_usermgmt_content(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_usermgmt_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_usermgmt_require(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_usermgmt_argon2(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_usermgmt_preconfiguration(ngx_conf_t *cf);
+static void ngx_http_usermgmt_cleanup_keys(void *data);
+static void ngx_http_usermgmt_cleanup_blocklist(void *data);
+
+
+static ngx_conf_enum_t  ngx_http_usermgmt_auth_modes[] = {
+    { ngx_string("off"), UM_AUTH_OFF },
+    { ngx_string("on"), UM_AUTH_ON },
+    { ngx_string("optional"), UM_AUTH_OPTIONAL },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_usermgmt_commands[] = {
@@ -73,12 +92,124 @@ static ngx_command_t  ngx_http_usermgmt_commands[] = {
       UM_CONTENT_METRICS,
       NULL },
 
+    { ngx_string("usermgmt_jwks"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_usermgmt_content,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      UM_CONTENT_JWKS,
+      NULL },
+
+    { ngx_string("usermgmt_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_loc_conf_t, auth),
+      &ngx_http_usermgmt_auth_modes },
+
+    { ngx_string("usermgmt_require"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_usermgmt_require,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("usermgmt_jwt_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_usermgmt_jwt_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("usermgmt_jwt_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, issuer),
+      NULL },
+
+    { ngx_string("usermgmt_jwt_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, audience),
+      NULL },
+
+    { ngx_string("usermgmt_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, leeway),
+      NULL },
+
+    { ngx_string("usermgmt_access_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, access_ttl),
+      NULL },
+
+    { ngx_string("usermgmt_refresh_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, refresh_ttl),
+      NULL },
+
+    { ngx_string("usermgmt_argon2"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_http_usermgmt_argon2,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("usermgmt_password_min_length"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, password_min),
+      NULL },
+
+    { ngx_string("usermgmt_password_blocklist"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, blocklist_path),
+      NULL },
+
+    { ngx_string("usermgmt_login_max_failures"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, max_failures),
+      NULL },
+
+    { ngx_string("usermgmt_login_lockout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, lockout),
+      NULL },
+
+    { ngx_string("usermgmt_login_ip_max_failures"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, ip_max_failures),
+      NULL },
+
+    { ngx_string("usermgmt_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, thread_pool_name),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_usermgmt_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_usermgmt_preconfiguration,    /* preconfiguration */
     ngx_http_usermgmt_postconfiguration,   /* postconfiguration */
 
     ngx_http_usermgmt_create_main_conf,    /* create main configuration */
@@ -136,6 +267,14 @@ ngx_http_usermgmt_create_main_conf(ngx_conf_t *cf)
     mcf->redis.timeout = NGX_CONF_UNSET_MSEC;
     mcf->redis.connect_timeout = NGX_CONF_UNSET_MSEC;
 
+    mcf->leeway = NGX_CONF_UNSET;
+    mcf->access_ttl = NGX_CONF_UNSET;
+    mcf->refresh_ttl = NGX_CONF_UNSET;
+    mcf->password_min = NGX_CONF_UNSET_UINT;
+    mcf->max_failures = NGX_CONF_UNSET_UINT;
+    mcf->lockout = NGX_CONF_UNSET;
+    mcf->ip_max_failures = NGX_CONF_UNSET_UINT;
+
     return mcf;
 }
 
@@ -145,6 +284,11 @@ ngx_http_usermgmt_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_usermgmt_main_conf_t  *mcf = conf;
 
+    char                 err[256];
+    u_char               random[32], *path;
+    um_jwt_key_t        *key;
+    ngx_pool_cleanup_t  *cln;
+
     ngx_conf_init_uint_value(mcf->pg.max, 16);
     ngx_conf_init_uint_value(mcf->pg.queue, 256);
     ngx_conf_init_msec_value(mcf->pg.timeout, 5000);
@@ -153,6 +297,113 @@ ngx_http_usermgmt_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_msec_value(mcf->redis.timeout, 50);
     ngx_conf_init_msec_value(mcf->redis.connect_timeout, 1000);
+
+    if (mcf->issuer.data == NULL) {
+        ngx_str_set(&mcf->issuer, UM_SERVICE);
+    }
+
+    if (mcf->audience.data == NULL) {
+        ngx_str_set(&mcf->audience, UM_SERVICE);
+    }
+
+    ngx_conf_init_value(mcf->leeway, 60);
+    ngx_conf_init_value(mcf->access_ttl, 900);
+    ngx_conf_init_value(mcf->refresh_ttl, 30 * 86400);
+
+    ngx_conf_init_uint_value(mcf->password_min, 8);
+    ngx_conf_init_uint_value(mcf->max_failures, 5);
+    ngx_conf_init_value(mcf->lockout, 900);
+    ngx_conf_init_uint_value(mcf->ip_max_failures, 50);
+
+    if (mcf->argon2.m_kib == 0) {
+        /* OWASP Password Storage Cheat Sheet */
+        mcf->argon2.m_kib = 19456;
+        mcf->argon2.t = 2;
+        mcf->argon2.p = 1;
+    }
+
+    if (mcf->password_min < 1 || mcf->password_min > 128) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"usermgmt_password_min_length\" must be "
+                           "between 1 and 128");
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->needs_keys) {
+        if (mcf->jwt_keys == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "usermgmt needs a signing key: add "
+                               "\"usermgmt_jwt_key\" to the http block");
+            return NGX_CONF_ERROR;
+        }
+
+        key = mcf->jwt_keys->elts;
+
+        if (!key[0].can_sign) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the first \"usermgmt_jwt_key\" signs tokens "
+                               "and must be a secret or a private key");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* Debian's cracklib word list holds the common passwords */
+    if (mcf->blocklist_path.data == NULL) {
+        ngx_str_set(&mcf->blocklist_path, "/usr/share/dict/cracklib-small");
+
+        if (ngx_file_info(mcf->blocklist_path.data, (ngx_file_info_t *) err)
+            == NGX_FILE_ERROR)
+        {
+            ngx_str_set(&mcf->blocklist_path, "off");
+        }
+    }
+
+    if (ngx_strcmp(mcf->blocklist_path.data, "off") != 0) {
+        if (ngx_conf_full_name(cf->cycle, &mcf->blocklist_path, 0)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        path = mcf->blocklist_path.data;
+
+        mcf->blocklist = um_pw_blocklist_load((char *) path, err,
+                                              sizeof(err));
+        if (mcf->blocklist == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"usermgmt_password_blocklist\": %s", err);
+            return NGX_CONF_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_usermgmt_cleanup_blocklist;
+        cln->data = mcf->blocklist;
+    }
+
+    /*
+     * A hash of a password nobody knows: unknown accounts are checked
+     * against it, so they take as long to refuse as known ones.
+     */
+    if (RAND_bytes(random, sizeof(random)) != 1
+        || um_password_hash((char *) random, sizeof(random), &mcf->argon2,
+                            mcf->dummy_hash, sizeof(mcf->dummy_hash))
+           != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "usermgmt: cannot compute a password hash");
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->thread_pool = ngx_thread_pool_add(cf,
+                           mcf->thread_pool_name.data
+                           ? &mcf->thread_pool_name : NULL);
+    if (mcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -170,6 +421,8 @@ ngx_http_usermgmt_create_loc_conf(ngx_conf_t *cf)
 
     lcf->content = NGX_CONF_UNSET_UINT;
     lcf->max_body = NGX_CONF_UNSET;
+    lcf->auth = NGX_CONF_UNSET_UINT;
+    lcf->requires = NGX_CONF_UNSET_PTR;
 
     return lcf;
 }
@@ -189,6 +442,8 @@ ngx_http_usermgmt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_off_value(conf->max_body, prev->max_body, NGX_CONF_UNSET);
+    ngx_conf_merge_uint_value(conf->auth, prev->auth, UM_AUTH_OFF);
+    ngx_conf_merge_ptr_value(conf->requires, prev->requires, NULL);
 
     if (conf->content != UM_CONTENT_API) {
         return NGX_CONF_OK;
@@ -221,6 +476,13 @@ ngx_http_usermgmt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 
 static ngx_int_t
+ngx_http_usermgmt_preconfiguration(ngx_conf_t *cf)
+{
+    return um_access_add_variables(cf);
+}
+
+
+static ngx_int_t
 ngx_http_usermgmt_postconfiguration(ngx_conf_t *cf)
 {
     ngx_http_handler_pt            *h;
@@ -241,6 +503,13 @@ ngx_http_usermgmt_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = um_metrics_log_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_usermgmt_access_handler;
 
     return um_request_body_filter_init();
 }
@@ -478,6 +747,10 @@ ngx_http_usermgmt_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_usermgmt_module);
 
+    if (lcf->content == UM_CONTENT_API || lcf->content == UM_CONTENT_JWKS) {
+        mcf->needs_keys = 1;
+    }
+
     if ((lcf->content == UM_CONTENT_API || lcf->content == UM_CONTENT_READY)
         && !mcf->pg_set)
     {
@@ -491,4 +764,225 @@ ngx_http_usermgmt_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_usermgmt_content_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/* usermgmt_jwt_key hs256|hs384|hs512|rs256|es256|eddsa FILE [kid=ID]; */
+static char *
+ngx_http_usermgmt_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_usermgmt_main_conf_t  *mcf = conf;
+
+    char                 err[512];
+    ngx_str_t           *value, file;
+    ngx_uint_t           i;
+    um_jwt_key_t        *key, *keys;
+    const char          *kid;
+    ngx_pool_cleanup_t  *cln;
+
+    value = cf->args->elts;
+    kid = NULL;
+
+    if (cf->args->nelts == 4) {
+        if (ngx_strncmp(value[3].data, "kid=", 4) != 0 || value[3].len < 5
+            || value[3].len > 68)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": invalid parameter \"%V\"",
+                               &cmd->name, &value[3]);
+            return NGX_CONF_ERROR;
+        }
+
+        kid = (const char *) value[3].data + 4;
+    }
+
+    if (mcf->jwt_keys == NULL) {
+        mcf->jwt_keys = ngx_array_create(cf->pool, 4, sizeof(um_jwt_key_t));
+        if (mcf->jwt_keys == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        cln->handler = ngx_http_usermgmt_cleanup_keys;
+        cln->data = mcf->jwt_keys;
+    }
+
+    file = value[2];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    key = ngx_array_push(mcf->jwt_keys);
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(key, sizeof(um_jwt_key_t));
+
+    if (um_jwt_key_load(key, (char *) value[1].data, (char *) file.data, kid,
+                        err, sizeof(err))
+        != 0)
+    {
+        mcf->jwt_keys->nelts--;
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": %s",
+                           &cmd->name, err);
+        return NGX_CONF_ERROR;
+    }
+
+    keys = mcf->jwt_keys->elts;
+
+    for (i = 0; i + 1 < mcf->jwt_keys->nelts; i++) {
+        if (ngx_strcmp(keys[i].kid, key->kid) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": duplicate kid \"%s\"",
+                               &cmd->name, key->kid);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* usermgmt_require role=NAME | permission=RESOURCE:ACTION; */
+static char *
+ngx_http_usermgmt_require(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_usermgmt_loc_conf_t  *lcf = conf;
+
+    ngx_str_t     *value;
+    um_require_t  *req;
+
+    value = cf->args->elts;
+
+    if (lcf->requires == NGX_CONF_UNSET_PTR) {
+        lcf->requires = ngx_array_create(cf->pool, 2, sizeof(um_require_t));
+        if (lcf->requires == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    req = ngx_array_push(lcf->requires);
+    if (req == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "role=", 5) == 0) {
+        req->type = UM_REQUIRE_ROLE;
+        req->value.data = value[1].data + 5;
+        req->value.len = value[1].len - 5;
+
+    } else if (value[1].len > 11
+               && ngx_strncmp(value[1].data, "permission=", 11) == 0)
+    {
+        req->type = UM_REQUIRE_PERMISSION;
+        req->value.data = value[1].data + 11;
+        req->value.len = value[1].len - 11;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": expected \"role=NAME\" or "
+                           "\"permission=NAME\", not \"%V\"",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (req->value.len > 100) {
+        return "has a name longer than 100 characters";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* usermgmt_argon2 m=19456 t=2 p=1;  (memory in KiB) */
+static char *
+ngx_http_usermgmt_argon2(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_usermgmt_main_conf_t  *mcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (value[i].len < 3 || value[i].data[1] != '=') {
+            goto invalid;
+        }
+
+        n = ngx_atoi(value[i].data + 2, value[i].len - 2);
+
+        switch (value[i].data[0]) {
+
+        case 'm':
+            if (n < 8192 || n > 4 * 1024 * 1024) {
+                goto invalid;
+            }
+
+            mcf->argon2.m_kib = n;
+            break;
+
+        case 't':
+            if (n < 1 || n > 100) {
+                goto invalid;
+            }
+
+            mcf->argon2.t = n;
+            break;
+
+        case 'p':
+            if (n < 1 || n > 64) {
+                goto invalid;
+            }
+
+            mcf->argon2.p = n;
+            break;
+
+        default:
+            goto invalid;
+        }
+    }
+
+    if (mcf->argon2.m_kib == 0 || mcf->argon2.t == 0 || mcf->argon2.p == 0) {
+        return "needs m=, t= and p=";
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": invalid parameter \"%V\"",
+                       &cmd->name, &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static void
+ngx_http_usermgmt_cleanup_keys(void *data)
+{
+    ngx_array_t  *keys = data;
+
+    ngx_uint_t     i;
+    um_jwt_key_t  *key;
+
+    key = keys->elts;
+
+    for (i = 0; i < keys->nelts; i++) {
+        um_jwt_key_free(&key[i]);
+    }
+}
+
+
+static void
+ngx_http_usermgmt_cleanup_blocklist(void *data)
+{
+    um_pw_blocklist_free(data);
 }

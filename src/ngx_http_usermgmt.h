@@ -10,8 +10,13 @@
 #include <ngx_http.h>
 #include <jansson.h>
 
+#include <ngx_thread_pool.h>
+
 #include "io/um_pg.h"
 #include "io/um_redis.h"
+#include "io/um_thread.h"
+#include "auth/um_jwt.h"
+#include "auth/um_password.h"
 
 
 #define UM_SERVICE          "usermgmt"
@@ -26,6 +31,16 @@
 #define UM_CONTENT_HEALTH   2
 #define UM_CONTENT_READY    3
 #define UM_CONTENT_METRICS  4
+#define UM_CONTENT_JWKS     5
+
+/* usermgmt_auth */
+#define UM_AUTH_OFF         0
+#define UM_AUTH_ON          1
+#define UM_AUTH_OPTIONAL    2
+
+/* usermgmt_require */
+#define UM_REQUIRE_ROLE        1
+#define UM_REQUIRE_PERMISSION  2
 
 
 typedef struct um_route_s  um_route_t;
@@ -37,8 +52,30 @@ typedef struct {
     um_redis_conf_t         redis;
     ngx_flag_t              pg_set;
     ngx_flag_t              redis_set;
+    ngx_flag_t              needs_keys;
 
     ngx_shm_zone_t         *metrics_zone;
+
+    /* tokens */
+    ngx_array_t            *jwt_keys;       /* um_jwt_key_t, first signs */
+    ngx_str_t               issuer;
+    ngx_str_t               audience;
+    time_t                  leeway;
+    time_t                  access_ttl;
+    time_t                  refresh_ttl;
+
+    /* passwords and sign-in */
+    um_argon2_params_t      argon2;
+    ngx_uint_t              password_min;
+    ngx_str_t               blocklist_path;
+    um_pw_blocklist_t      *blocklist;
+    ngx_uint_t              max_failures;
+    time_t                  lockout;
+    ngx_uint_t              ip_max_failures;
+    char                    dummy_hash[128];
+
+    ngx_str_t               thread_pool_name;
+    ngx_thread_pool_t      *thread_pool;
 
     /* per worker, made in init_process */
     um_pg_pool_t           *pg_pool;
@@ -47,9 +84,32 @@ typedef struct {
 
 
 typedef struct {
+    ngx_uint_t              type;           /* UM_REQUIRE_* */
+    ngx_str_t               value;
+} um_require_t;
+
+
+typedef struct {
     ngx_uint_t              content;        /* UM_CONTENT_* */
     off_t                   max_body;       /* client_max_body_size */
+    ngx_uint_t              auth;           /* UM_AUTH_* */
+    ngx_array_t            *requires;       /* um_require_t */
 } ngx_http_usermgmt_loc_conf_t;
+
+
+/* what a verified access token says; strings point into claims */
+typedef struct {
+    json_t                 *claims;         /* owned */
+    ngx_str_t               user_id;
+    ngx_str_t               tenant_id;
+    ngx_str_t               email;
+    ngx_str_t               sid;
+    ngx_str_t               jti;
+    json_t                 *roles;
+    json_t                 *permissions;
+    time_t                  exp;
+    unsigned                super_admin:1;
+} um_identity_t;
 
 
 /* the per-request state, kept across asynchronous steps */
@@ -60,6 +120,16 @@ struct um_ctx_s {
     const um_route_t       *route;
     ngx_str_t               args[UM_MAX_PATH_ARGS];
     ngx_uint_t              nargs;
+    ngx_int_t               route_rc;       /* of the match */
+    ngx_str_t               allow;          /* for 405 */
+    ngx_str_t               bad;            /* for 400 */
+
+    um_identity_t           id;
+    ngx_int_t               access_rc;
+    unsigned                routed:1;
+    unsigned                authenticated:1;
+    unsigned                access_done:1;
+    unsigned                access_waiting:1;
 
     json_t                 *body;           /* parsed request body, owned */
 
@@ -71,6 +141,8 @@ struct um_ctx_s {
     uint64_t                start_us;       /* monotonic */
 
     ngx_uint_t              pending;        /* steps still to come back */
+    ngx_int_t               rc;             /* an answer already sent */
+    ngx_int_t             (*resume)(um_ctx_t *ctx);  /* after a thread */
     off_t                   body_size;
     unsigned                body_too_large:1;
     void                   *data;           /* handler's own state */

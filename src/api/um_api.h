@@ -14,6 +14,18 @@ ngx_int_t um_system_health(um_ctx_t *ctx);
 ngx_int_t um_system_ready(um_ctx_t *ctx);
 ngx_int_t um_system_metrics(um_ctx_t *ctx);
 
+/* um_auth.c */
+ngx_int_t um_auth_register(um_ctx_t *ctx);
+ngx_int_t um_auth_login(um_ctx_t *ctx);
+ngx_int_t um_auth_refresh(um_ctx_t *ctx);
+ngx_int_t um_auth_logout(um_ctx_t *ctx);
+ngx_int_t um_auth_change_password(um_ctx_t *ctx);
+ngx_int_t um_auth_jwks(um_ctx_t *ctx);
+
+/* um_users.c */
+ngx_int_t um_users_me(um_ctx_t *ctx);
+ngx_int_t um_users_update_me(um_ctx_t *ctx);
+
 /* um_organizations.c */
 ngx_int_t um_organizations_lookup(um_ctx_t *ctx);
 

@@ -229,7 +229,7 @@ um_ready_answer(um_ctx_t *ctx)
 
     return um_send_unavailable(ctx->r,
                                json_array_size(details) > 1
-                               ? "postgres and redis"
+                               ? "postgres (and redis)"
                                : ngx_strcmp(st->pg, "ok") != 0
                                  ? "postgres" : "redis",
                                retry, details);

@@ -7,11 +7,13 @@
 #define _UM_HTTP_H_INCLUDED_
 
 #include "ngx_http_usermgmt.h"
+#include "um_validate.h"
 
 
 /* route flags */
 #define UM_ROUTE_PUBLIC     0x01    /* answered without a token */
 #define UM_ROUTE_BODY       0x02    /* takes a JSON object body */
+#define UM_ROUTE_OPTIONAL_BODY  0x04  /* ... which may be left out */
 
 
 struct um_route_s {
@@ -28,7 +30,9 @@ struct um_route_s {
 #define UM_METRIC_READY         (um_nroutes + 1)
 #define UM_METRIC_METRICS       (um_nroutes + 2)
 #define UM_METRIC_UNMATCHED     (um_nroutes + 3)
-#define UM_METRIC_SLOTS         (um_nroutes + 4)
+#define UM_METRIC_PROTECTED     (um_nroutes + 4)
+#define UM_METRIC_JWKS          (um_nroutes + 5)
+#define UM_METRIC_SLOTS         (um_nroutes + 6)
 
 
 /* the error codes of the API */
@@ -54,8 +58,20 @@ ngx_int_t um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad);
 void um_route_label(ngx_uint_t slot, ngx_str_t *method, ngx_str_t *path);
 
 
+/* um_access.c */
+ngx_int_t ngx_http_usermgmt_access_handler(ngx_http_request_t *r);
+ngx_int_t um_access_add_variables(ngx_conf_t *cf);
+ngx_int_t um_has_role(um_ctx_t *ctx, const char *role);
+ngx_int_t um_has_permission(um_ctx_t *ctx, const char *perm);
+ngx_int_t um_send_unauthorized(ngx_http_request_t *r,
+    const char *description);
+
+
 /* um_request.c */
 ngx_int_t ngx_http_usermgmt_content_handler(ngx_http_request_t *r);
+um_ctx_t *um_ctx_create(ngx_http_request_t *r);
+ngx_int_t um_offload(um_ctx_t *ctx, um_thread_work_pt work,
+    ngx_int_t (*resume)(um_ctx_t *ctx));
 ngx_int_t um_request_body_filter_init(void);
 void um_finish(um_ctx_t *ctx, ngx_int_t rc);
 ngx_int_t um_arg(um_ctx_t *ctx, const char *name, ngx_str_t *value);
@@ -63,6 +79,10 @@ ngx_int_t um_arg(um_ctx_t *ctx, const char *name, ngx_str_t *value);
 ngx_int_t um_query(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **values,
     int nvalues, ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res));
 ngx_int_t um_pg_error_answer(ngx_http_request_t *r, PGresult *res);
+const char *um_pstr(um_ctx_t *ctx, u_char *data, size_t len);
+const char *um_pint(um_ctx_t *ctx, int64_t n);
+const char *um_client_ip(um_ctx_t *ctx);
+const char *um_user_agent(um_ctx_t *ctx);
 uint64_t um_now_us(void);
 
 

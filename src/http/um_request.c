@@ -12,7 +12,6 @@
 #include "api/um_api.h"
 
 
-static um_ctx_t *um_ctx_create(ngx_http_request_t *r);
 static void um_ctx_cleanup(void *data);
 static void um_body_ready(ngx_http_request_t *r);
 static ngx_int_t um_body_parse(um_ctx_t *ctx);
@@ -20,6 +19,7 @@ static ngx_int_t um_check_content_type(ngx_http_request_t *r);
 static ngx_int_t um_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void um_query_result(um_pg_query_t *q, PGresult *res);
+static void um_offload_done(void *data);
 
 
 static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
@@ -35,6 +35,8 @@ static const um_route_t  um_system_routes[] = {
       um_system_ready, NULL, UM_ROUTE_PUBLIC },
     { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/metrics"),
       um_system_metrics, NULL, UM_ROUTE_PUBLIC },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, ngx_string("/.well-known/jwks.json"),
+      um_auth_jwks, NULL, UM_ROUTE_PUBLIC },
 };
 
 
@@ -42,7 +44,7 @@ ngx_int_t
 ngx_http_usermgmt_content_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      allow, bad;
+    ngx_str_t                      allow;
     um_ctx_t                      *ctx;
     const um_route_t              *route;
     ngx_http_usermgmt_loc_conf_t  *lcf;
@@ -63,6 +65,7 @@ ngx_http_usermgmt_content_handler(ngx_http_request_t *r)
 
         ctx->metric = (lcf->content == UM_CONTENT_HEALTH) ? UM_METRIC_HEALTH
                       : (lcf->content == UM_CONTENT_READY) ? UM_METRIC_READY
+                      : (lcf->content == UM_CONTENT_JWKS) ? UM_METRIC_JWKS
                       : UM_METRIC_METRICS;
 
         if (!(r->method & route->method)) {
@@ -76,9 +79,14 @@ ngx_http_usermgmt_content_handler(ngx_http_request_t *r)
         ctx->route = route;
 
     } else {
-        ctx->metric = UM_METRIC_UNMATCHED;
+        if (!ctx->routed) {
+            /* no access phase ran (a subrequest, or "satisfy any") */
+            ctx->metric = UM_METRIC_UNMATCHED;
+            ctx->route_rc = um_route_match(ctx, &ctx->allow, &ctx->bad);
+            ctx->routed = 1;
+        }
 
-        rc = um_route_match(ctx, &allow, &bad);
+        rc = ctx->route_rc;
 
         if (rc == NGX_DECLINED) {
             return um_send_error(r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
@@ -86,7 +94,7 @@ ngx_http_usermgmt_content_handler(ngx_http_request_t *r)
         }
 
         if (rc == NGX_HTTP_NOT_ALLOWED) {
-            (void) um_header_add(r, "Allow", &allow);
+            (void) um_header_add(r, "Allow", &ctx->allow);
             return um_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                  UM_METHOD_NOT_ALLOWED,
                                  "method not allowed", NULL);
@@ -94,7 +102,11 @@ ngx_http_usermgmt_content_handler(ngx_http_request_t *r)
 
         if (rc == NGX_HTTP_BAD_REQUEST) {
             return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
-                                 (char *) bad.data, NULL);
+                                 (char *) ctx->bad.data, NULL);
+        }
+
+        if (!(ctx->route->flags & UM_ROUTE_PUBLIC) && !ctx->authenticated) {
+            return um_send_unauthorized(r, NULL);
         }
     }
 
@@ -260,15 +272,64 @@ um_query(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **values,
 ngx_int_t
 um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
 {
-    char  *state;
+    char        *state, *message, *detail, *constraint;
+    ngx_uint_t   i;
+
+    /* the unique indexes a client can run into, and the field they guard */
+    static const char  *unique[][2] = {
+        { "users_org_email_key", "email" },
+        { "users_org_username_key", "username" },
+        { "organizations_slug_key", "slug" },
+        { NULL, NULL }
+    };
 
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
 
     if (state == NULL) {
         state = "XX000";
     }
 
+    /* raised by the functions of sql/migrations for the client */
+    if (ngx_strncmp(state, "UM", 2) == 0 && message != NULL) {
+
+        if (ngx_strcmp(state, "UMNOF") == 0) {
+            return um_send_error(r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
+                                 message, NULL);
+        }
+
+        if (ngx_strcmp(state, "UMFBD") == 0) {
+            return um_send_error(r, NGX_HTTP_FORBIDDEN, UM_FORBIDDEN,
+                                 message, NULL);
+        }
+
+        if (ngx_strcmp(state, "UMCON") == 0) {
+            return um_send_error(r, NGX_HTTP_CONFLICT, UM_CONFLICT,
+                                 message, NULL);
+        }
+
+        if (ngx_strcmp(state, "UMVAL") == 0) {
+            return um_send_invalid(r, detail ? detail : "body", "invalid",
+                                   message);
+        }
+    }
+
     if (ngx_strcmp(state, "23505") == 0) {
+        constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+        for (i = 0; constraint && unique[i][0]; i++) {
+            if (ngx_strcmp(constraint, unique[i][0]) == 0) {
+                return um_send_error(r, NGX_HTTP_CONFLICT, UM_CONFLICT,
+                                     "the resource already exists",
+                                     json_pack("[{ss ss ss}]",
+                                               "field", unique[i][1],
+                                               "rule", "unique",
+                                               "message",
+                                               "is already taken"));
+            }
+        }
+
         return um_send_error(r, NGX_HTTP_CONFLICT, UM_CONFLICT,
                              "the resource already exists", NULL);
     }
@@ -280,8 +341,10 @@ um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
     }
 
     if (ngx_strncmp(state, "22", 2) == 0 || ngx_strcmp(state, "23514") == 0) {
-        return um_send_error(r, 422, UM_VALIDATION_FAILED,
-                             "a value is out of range or malformed", NULL);
+        constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+
+        return um_send_invalid(r, constraint ? constraint : "body", "invalid",
+                               "a value is out of range or malformed");
     }
 
     if (ngx_strcmp(state, "57014") == 0 || ngx_strncmp(state, "08", 2) == 0
@@ -300,6 +363,94 @@ um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
 }
 
 
+/* NUL-terminated copies for SQL parameters */
+const char *
+um_pstr(um_ctx_t *ctx, u_char *data, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(ctx->r->pool, len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, data, len);
+    p[len] = '\0';
+
+    return (const char *) p;
+}
+
+
+const char *
+um_pint(um_ctx_t *ctx, int64_t n)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(ctx->r->pool, NGX_INT64_LEN + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *ngx_sprintf(p, "%L", n) = '\0';
+
+    return (const char *) p;
+}
+
+
+const char *
+um_client_ip(um_ctx_t *ctx)
+{
+    ngx_str_t  *a;
+
+    a = &ctx->r->connection->addr_text;
+
+    return um_pstr(ctx, a->data, a->len);
+}
+
+
+const char *
+um_user_agent(um_ctx_t *ctx)
+{
+    ngx_table_elt_t  *h;
+
+    h = ctx->r->headers_in.user_agent;
+
+    if (h == NULL) {
+        return NULL;
+    }
+
+    return um_pstr(ctx, h->value.data, ngx_min(h->value.len, 512));
+}
+
+
+/*
+ * Runs work in the thread pool, then resume(ctx) on the event loop.  The
+ * request is held (blocked) meanwhile, so it cannot be freed under the
+ * thread even if the client goes away.
+ */
+ngx_int_t
+um_offload(um_ctx_t *ctx, um_thread_work_pt work,
+    ngx_int_t (*resume)(um_ctx_t *ctx))
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+
+    if (um_thread_run(ctx->mcf->thread_pool, r->pool, r->connection->log,
+                      work, um_offload_done, ctx)
+        != NGX_OK)
+    {
+        return um_send_unavailable(r, "the worker thread pool", 1000, NULL);
+    }
+
+    ctx->resume = resume;
+    r->main->blocked++;
+    r->aio = 1;
+
+    return NGX_DONE;
+}
+
+
 uint64_t
 um_now_us(void)
 {
@@ -311,7 +462,7 @@ um_now_us(void)
 }
 
 
-static um_ctx_t *
+um_ctx_t *
 um_ctx_create(ngx_http_request_t *r)
 {
     um_ctx_t            *ctx;
@@ -420,6 +571,10 @@ um_body_parse(um_ctx_t *ctx)
     }
 
     if (len == 0) {
+        if (ctx->route->flags & UM_ROUTE_OPTIONAL_BODY) {
+            return NGX_OK;
+        }
+
         return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
                              "a JSON object body is required", NULL);
     }
@@ -601,5 +756,27 @@ um_query_result(um_pg_query_t *q, PGresult *res)
 
     if (rc != NGX_DONE) {
         um_finish(ctx, rc);
+    }
+}
+
+
+static void
+um_offload_done(void *data)
+{
+    um_ctx_t            *ctx = data;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+    r->main->blocked--;
+    r->aio = 0;
+
+    rc = ctx->resume(ctx);
+
+    if (rc != NGX_DONE) {
+        um_finish(ctx, rc);
+
+    } else {
+        ngx_http_run_posted_requests(r->connection);
     }
 }

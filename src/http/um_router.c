@@ -18,9 +18,30 @@
 
 #define PUBLIC  UM_ROUTE_PUBLIC
 #define BODY    UM_ROUTE_BODY
+#define OPTIONAL_BODY  UM_ROUTE_OPTIONAL_BODY
 
 
 const um_route_t  um_routes[] = {
+
+    /* authentication */
+    { POST, ngx_string("/api/v1/auth/register"),
+      um_auth_register, NULL, PUBLIC|BODY },
+    { POST, ngx_string("/api/v1/auth/login"),
+      um_auth_login, NULL, PUBLIC|BODY },
+    { POST, ngx_string("/api/v1/auth/refresh"),
+      um_auth_refresh, NULL, PUBLIC|BODY },
+    { POST, ngx_string("/api/v1/auth/logout"),
+      um_auth_logout, NULL, BODY|OPTIONAL_BODY },
+    { POST, ngx_string("/api/v1/auth/change-password"),
+      um_auth_change_password, NULL, BODY },
+
+    /* the caller's own account */
+    { GET, ngx_string("/api/v1/users/me"),
+      um_users_me, NULL, 0 },
+    { PUT, ngx_string("/api/v1/users/me"),
+      um_users_update_me, NULL, BODY },
+    { PUT, ngx_string("/api/v1/users/password"),
+      um_auth_change_password, NULL, BODY },
 
     /* organizations */
     { GET, ngx_string("/api/v1/organizations/lookup"),
@@ -37,6 +58,7 @@ const ngx_uint_t  um_nroutes = sizeof(um_routes) / sizeof(um_routes[0]);
 #undef DELETE
 #undef PUBLIC
 #undef BODY
+#undef OPTIONAL_BODY
 
 
 typedef struct {
@@ -214,8 +236,14 @@ um_route_label(ngx_uint_t slot, ngx_str_t *method, ngx_str_t *path)
     case 2:
         ngx_str_set(path, "metrics");
         break;
-    default:
+    case 3:
         ngx_str_set(path, "unmatched");
+        break;
+    case 4:
+        ngx_str_set(path, "protected");
+        break;
+    default:
+        ngx_str_set(path, "jwks");
         break;
     }
 }

@@ -60,7 +60,7 @@ static ngx_int_t um_pg_open(um_pg_pool_t *pool);
 static void um_pg_event_handler(ngx_event_t *ev);
 static void um_pg_connect_poll(um_pg_conn_t *pc);
 static void um_pg_idle_read(um_pg_conn_t *pc);
-static void um_pg_run(um_pg_conn_t *pc, um_pg_query_t *q);
+static ngx_int_t um_pg_run(um_pg_conn_t *pc, um_pg_query_t *q);
 static ngx_int_t um_pg_send_step(um_pg_conn_t *pc);
 static ngx_int_t um_pg_flush(um_pg_conn_t *pc);
 static void um_pg_receive(um_pg_conn_t *pc);
@@ -169,6 +169,7 @@ um_pg_pool_destroy(um_pg_pool_t *pool)
 ngx_int_t
 um_pg_send(um_pg_pool_t *pool, um_pg_query_t *q)
 {
+    ngx_uint_t     opened;
     ngx_queue_t   *qu;
     um_pg_conn_t  *pc;
 
@@ -193,9 +194,21 @@ um_pg_send(um_pg_pool_t *pool, um_pg_query_t *q)
     if (!ngx_queue_empty(&pool->idle)) {
         qu = ngx_queue_head(&pool->idle);
         pc = ngx_queue_data(qu, um_pg_conn_t, link);
-        um_pg_run(pc, q);
-        return NGX_AGAIN;
+
+        if (um_pg_run(pc, q) == NGX_OK) {
+            return NGX_AGAIN;
+        }
+
+        /* never call the handler from inside the caller's own call */
+        pc->query = NULL;
+        q->conn = NULL;
+        um_pg_close(pc);
+        um_pg_count(pool);
+
+        return UM_PG_UNAVAILABLE;
     }
+
+    opened = 0;
 
     if (pool->nconns < pool->conf->max) {
 
@@ -206,12 +219,16 @@ um_pg_send(um_pg_pool_t *pool, um_pg_query_t *q)
             return UM_PG_UNAVAILABLE;
         }
 
-        if (um_pg_open(pool) != NGX_OK && pool->nconns == 0) {
+        if (um_pg_open(pool) == NGX_OK) {
+            opened = 1;
+
+        } else if (pool->nconns == 0) {
             return UM_PG_UNAVAILABLE;
         }
     }
 
-    if (pool->nwaiting >= pool->conf->queue) {
+    /* a query waiting for the connection it just opened is not queued */
+    if (!opened && pool->nwaiting >= pool->conf->queue) {
         pool->stats->rejected++;
         return UM_PG_BUSY;
     }
@@ -301,6 +318,11 @@ um_pg_check_conninfo(ngx_str_t *conninfo, ngx_pool_t *pool)
         if (msg != NULL) {
             ngx_snprintf((u_char *) msg, 255, "invalid connection string: %s",
                          err ? err : "out of memory");
+
+            /* libpq ends its messages with a newline */
+            for (ci = msg + ngx_strlen(msg); ci > msg && ci[-1] == '\n'; ci--) {
+                ci[-1] = '\0';
+            }
         }
 
         PQfreemem(err);
@@ -561,7 +583,7 @@ um_pg_idle_read(um_pg_conn_t *pc)
 }
 
 
-static void
+static ngx_int_t
 um_pg_run(um_pg_conn_t *pc, um_pg_query_t *q)
 {
     um_pg_pool_t  *pool;
@@ -580,9 +602,7 @@ um_pg_run(um_pg_conn_t *pc, um_pg_query_t *q)
     ngx_add_timer(pc->c->read, pool->conf->timeout);
     um_pg_count(pool);
 
-    if (um_pg_send_step(pc) != NGX_OK) {
-        um_pg_fail(pc, UM_PG_UNAVAILABLE);
-    }
+    return um_pg_send_step(pc);
 }
 
 
@@ -785,7 +805,11 @@ um_pg_dispatch(um_pg_pool_t *pool)
         qu = ngx_queue_head(&pool->idle);
         pc = ngx_queue_data(qu, um_pg_conn_t, link);
 
-        um_pg_run(pc, q);
+        if (um_pg_run(pc, q) != NGX_OK) {
+            /* the waiter is called back from this event, not its own */
+            um_pg_fail(pc, UM_PG_UNAVAILABLE);
+            return;
+        }
     }
 
     /* waiters whose connections were lost: open new ones */

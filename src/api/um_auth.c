@@ -1,0 +1,1178 @@
+/*
+ * Accounts and sessions.
+ *
+ *   POST /api/v1/auth/register          public: a new account
+ *   POST /api/v1/auth/login             public: tokens for a password
+ *   POST /api/v1/auth/refresh           public: rotate a refresh token
+ *   POST /api/v1/auth/logout            end the session, revoke the token
+ *   POST /api/v1/auth/change-password   new password, other sessions end
+ *   PUT  /api/v1/users/password         the same (seed 004)
+ *   GET  /.well-known/jwks.json         the public signing keys
+ *
+ * Password hashing and checking run in the thread pool; every change and
+ * its audit row are one SQL function call (sql/migrations/0002_auth.sql).
+ */
+
+#include "um_api.h"
+#include "http/um_fields.h"
+#include "auth/um_token.h"
+
+
+#define UM_LOGIN_FAILURES_PREFIX  "usermgmt:login-failures:"
+
+
+/* the state of one authentication request across its steps */
+typedef struct {
+    /* handed to the thread */
+    const char          *password;
+    size_t               password_len;
+    const char          *new_password;
+    size_t               new_password_len;
+    const char          *phc;               /* to check the password with */
+    um_argon2_params_t   params;
+    char                 hash[128];         /* a new hash */
+    int                  verified;
+    int                  hashed;
+
+    /* signing (in the thread for RSA) */
+    const um_jwt_key_t  *key;
+    json_t              *payload;
+    char                *jwt;               /* malloc'd by the signer */
+
+    const char          *login;
+    const char          *user_id;
+    const char          *state;
+    char                 refresh[UM_TOKEN_LEN + 1];
+    char                 refresh_hash[UM_TOKEN_HASH_LEN + 1];
+    u_char              *user;              /* JSON of the user */
+    size_t               user_len;
+    const char          *email;
+    const char          *username;
+} um_auth_t;
+
+
+static um_auth_t *um_auth_state(um_ctx_t *ctx);
+static void um_auth_cleanup(void *data);
+static void um_hash_work(void *data);
+static void um_check_work(void *data);
+static void um_sign_work(void *data);
+static ngx_int_t um_policy(um_ctx_t *ctx, const char *field, const char *pw,
+    const char *email, const char *username);
+
+static ngx_int_t um_register_hashed(um_ctx_t *ctx);
+static ngx_int_t um_register_done(um_ctx_t *ctx, PGresult *res);
+
+static ngx_int_t um_login_ip_checked(um_ctx_t *ctx);
+static void um_login_ip_done(void *data, redisReply *reply, ngx_int_t status);
+static ngx_int_t um_login_found(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_login_checked(um_ctx_t *ctx);
+static ngx_int_t um_login_done(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_login_failed_done(um_ctx_t *ctx, PGresult *res);
+
+static ngx_int_t um_refresh_done(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_logout_done(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_password_found(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_password_checked(um_ctx_t *ctx);
+static ngx_int_t um_password_done(um_ctx_t *ctx, PGresult *res);
+
+static ngx_int_t um_issue(um_ctx_t *ctx, json_t *claims, const char *sid);
+static ngx_int_t um_issued(um_ctx_t *ctx);
+static ngx_int_t um_revoke(um_ctx_t *ctx, json_t *sids, ngx_uint_t token,
+    ngx_int_t (*answer)(um_ctx_t *ctx));
+static void um_revoke_done(void *data, redisReply *reply, ngx_int_t status);
+static ngx_int_t um_logout_answer(um_ctx_t *ctx);
+static ngx_int_t um_password_answer(um_ctx_t *ctx);
+static json_t *um_result_json(PGresult *res);
+
+
+static um_pg_stmt_t  um_sql_register = um_pg_stmt(
+    "SELECT um_register($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+
+static um_pg_stmt_t  um_sql_login_begin = um_pg_stmt(
+    "SELECT user_id, password_hash, state"
+    "  FROM um_login_begin($1, $2, $3, $4)");
+
+static um_pg_stmt_t  um_sql_login_finish = um_pg_stmt(
+    "SELECT um_login_finish($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+
+static um_pg_stmt_t  um_sql_refresh = um_pg_stmt(
+    "SELECT um_refresh($1, $2, $3, $4)");
+
+static um_pg_stmt_t  um_sql_logout = um_pg_stmt(
+    "SELECT um_logout($1, $2, $3, $4, $5)");
+
+static um_pg_stmt_t  um_sql_password_of = um_pg_stmt(
+    "SELECT password_hash, email, username FROM um_password_of($1)");
+
+static um_pg_stmt_t  um_sql_change_password = um_pg_stmt(
+    "SELECT um_change_password($1, $2, $3, $4, $5)");
+
+
+static const um_field_t  um_register_fields[] = {
+    { "email", UM_F_EMAIL, UM_REQUIRED, 255 },
+    { "username", UM_F_USERNAME, UM_NULLABLE, 50 },
+    { "password", UM_F_PASSWORD, UM_REQUIRED, 0 },
+    { "first_name", UM_F_NAME, UM_NULLABLE, 100 },
+    { "last_name", UM_F_NAME, UM_NULLABLE, 100 },
+    { "organization_id", UM_F_UUID, UM_NULLABLE, 0 },
+    { "organization_slug", UM_F_SLUG, UM_NULLABLE, 0 },
+    { NULL, 0, 0, 0 }
+};
+
+static const um_field_t  um_login_fields[] = {
+    { "email", UM_F_TEXT, 0, 255 },
+    { "username", UM_F_TEXT, 0, 255 },
+    { "password", UM_F_PASSWORD, UM_REQUIRED, 0 },
+    { "organization_slug", UM_F_SLUG, UM_NULLABLE, 0 },
+    { NULL, 0, 0, 0 }
+};
+
+static const um_field_t  um_refresh_fields[] = {
+    { "refresh_token", UM_F_TEXT, UM_REQUIRED, 256 },
+    { NULL, 0, 0, 0 }
+};
+
+static const um_field_t  um_logout_fields[] = {
+    { "refresh_token", UM_F_TEXT, UM_NULLABLE, 256 },
+    { NULL, 0, 0, 0 }
+};
+
+static const um_field_t  um_password_fields[] = {
+    { "current_password", UM_F_PASSWORD, UM_REQUIRED, 0 },
+    { "new_password", UM_F_PASSWORD, UM_REQUIRED, 0 },
+    { NULL, 0, 0, 0 }
+};
+
+
+/* POST /api/v1/auth/register */
+ngx_int_t
+um_auth_register(um_ctx_t *ctx)
+{
+    um_auth_t  *st;
+
+    if (um_fields_check(ctx, um_register_fields) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    if (um_policy(ctx, "password", um_field_str(ctx, "password"),
+                  um_field_str(ctx, "email"), um_field_str(ctx, "username"))
+        != NGX_OK)
+    {
+        return ctx->rc;
+    }
+
+    st = um_auth_state(ctx);
+    if (st == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    st->new_password = um_field_str(ctx, "password");
+    st->new_password_len = ngx_strlen(st->new_password);
+
+    return um_offload(ctx, um_hash_work, um_register_hashed);
+}
+
+
+static ngx_int_t
+um_register_hashed(um_ctx_t *ctx)
+{
+    um_auth_t    *st;
+    const char  **v;
+
+    st = ctx->data;
+
+    if (!st->hashed) {
+        return um_send_error(ctx->r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                             UM_INTERNAL_ERROR, "password hashing failed",
+                             NULL);
+    }
+
+    v = ngx_pcalloc(ctx->r->pool, 9 * sizeof(char *));
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v[0] = um_field_str(ctx, "email");
+    v[1] = um_field_str(ctx, "username");
+    v[2] = st->hash;
+    v[3] = um_field_str(ctx, "first_name");
+    v[4] = um_field_str(ctx, "last_name");
+    v[5] = um_field_str(ctx, "organization_id");
+    v[6] = um_field_str(ctx, "organization_slug");
+    v[7] = um_client_ip(ctx);
+    v[8] = um_user_agent(ctx);
+
+    return um_query(ctx, &um_sql_register, v, 9, um_register_done);
+}
+
+
+static ngx_int_t
+um_register_done(um_ctx_t *ctx, PGresult *res)
+{
+    return um_send_data(ctx->r, NGX_HTTP_CREATED,
+                        (u_char *) PQgetvalue(res, 0, 0),
+                        PQgetlength(res, 0, 0));
+}
+
+
+/*
+ * POST /api/v1/auth/login
+ *
+ * An unknown account, a wrong password and a locked account get the same
+ * answer after the same work (a password check against a dummy hash), so
+ * the answer tells nothing about which accounts exist.
+ */
+ngx_int_t
+um_auth_login(um_ctx_t *ctx)
+{
+    size_t       len;
+    u_char      *key;
+    um_auth_t   *st;
+    const char  *argv[2];
+    size_t       lens[2];
+
+    if (um_fields_check(ctx, um_login_fields) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    st = um_auth_state(ctx);
+    if (st == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    st->login = um_field_str(ctx, "email");
+
+    if (st->login == NULL) {
+        st->login = um_field_str(ctx, "username");
+    }
+
+    if (st->login == NULL || st->login[0] == '\0') {
+        return um_send_invalid(ctx->r, "email", "required",
+                               "email or username is required");
+    }
+
+    st->password = um_field_str(ctx, "password");
+    st->password_len = ngx_strlen(st->password);
+
+    if (ctx->mcf->redis_client == NULL || ctx->mcf->ip_max_failures == 0) {
+        return um_login_ip_checked(ctx);
+    }
+
+    /* failed logins from this address in the current window */
+    len = sizeof(UM_LOGIN_FAILURES_PREFIX) - 1
+          + ctx->r->connection->addr_text.len;
+
+    key = ngx_pnalloc(ctx->r->pool, len);
+    if (key == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(key, UM_LOGIN_FAILURES_PREFIX "%V",
+                &ctx->r->connection->addr_text);
+
+    argv[0] = "GET";
+    lens[0] = 3;
+    argv[1] = (char *) key;
+    lens[1] = len;
+
+    ctx->redis = um_redis_send(ctx->mcf->redis_client, um_login_ip_done, ctx,
+                               2, argv, lens);
+
+    if (ctx->redis == NULL) {
+        /* the account lockout in PostgreSQL still holds */
+        return um_login_ip_checked(ctx);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+um_login_ip_done(void *data, redisReply *reply, ngx_int_t status)
+{
+    um_ctx_t   *ctx = data;
+    ngx_int_t   rc;
+    ngx_str_t   retry;
+    u_char      buf[NGX_TIME_T_LEN];
+
+    ctx->redis = NULL;
+
+    if (status == UM_REDIS_OK && reply->type == REDIS_REPLY_STRING
+        && (ngx_uint_t) ngx_atoi((u_char *) reply->str, reply->len)
+           >= ctx->mcf->ip_max_failures)
+    {
+        retry.data = buf;
+        retry.len = ngx_sprintf(buf, "%T", ctx->mcf->lockout) - buf;
+        (void) um_header_add(ctx->r, "Retry-After", &retry);
+
+        rc = um_send_error(ctx->r, NGX_HTTP_TOO_MANY_REQUESTS,
+                           UM_TOO_MANY_REQUESTS,
+                           "too many failed sign-ins from this address",
+                           NULL);
+    } else {
+        rc = um_login_ip_checked(ctx);
+    }
+
+    if (rc != NGX_DONE) {
+        um_finish(ctx, rc);
+    }
+}
+
+
+static ngx_int_t
+um_login_ip_checked(um_ctx_t *ctx)
+{
+    um_auth_t    *st;
+    const char  **v;
+
+    st = ctx->data;
+
+    v = ngx_pcalloc(ctx->r->pool, 4 * sizeof(char *));
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v[0] = st->login;
+    v[1] = um_field_str(ctx, "organization_slug");
+    v[2] = um_pint(ctx, ctx->mcf->max_failures);
+    v[3] = um_pint(ctx, ctx->mcf->lockout);
+
+    return um_query(ctx, &um_sql_login_begin, v, 4, um_login_found);
+}
+
+
+static ngx_int_t
+um_login_found(um_ctx_t *ctx, PGresult *res)
+{
+    um_auth_t  *st;
+
+    st = ctx->data;
+
+    st->state = um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 2),
+                        PQgetlength(res, 0, 2));
+    st->user_id = PQgetisnull(res, 0, 0)
+                  ? NULL
+                  : um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 0),
+                            PQgetlength(res, 0, 0));
+
+    if (st->state == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* every path checks a password, so they all take the same time */
+    if (ngx_strcmp(st->state, "ok") == 0 && !PQgetisnull(res, 0, 1)) {
+        st->phc = um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 1),
+                          PQgetlength(res, 0, 1));
+
+    } else {
+        st->phc = ctx->mcf->dummy_hash;
+    }
+
+    if (st->phc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return um_offload(ctx, um_check_work, um_login_checked);
+}
+
+
+static ngx_int_t
+um_login_checked(um_ctx_t *ctx)
+{
+    um_auth_t    *st;
+    ngx_uint_t    ok;
+    const char  **v;
+
+    st = ctx->data;
+
+    ok = st->verified && ngx_strcmp(st->state, "ok") == 0;
+
+    v = ngx_pcalloc(ctx->r->pool, 9 * sizeof(char *));
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v[0] = st->user_id;
+    v[1] = ok ? "true" : "false";
+    v[2] = ok ? NULL : (ngx_strcmp(st->state, "ok") == 0
+                        ? "wrong_password" : st->state);
+    v[3] = st->login;
+    v[4] = (ok && st->hashed) ? st->hash : NULL;
+    v[7] = um_client_ip(ctx);
+    v[8] = um_user_agent(ctx);
+
+    if (!ok) {
+        return um_query(ctx, &um_sql_login_finish, v, 9,
+                        um_login_failed_done);
+    }
+
+    if (um_token_new(st->refresh, st->refresh_hash) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v[5] = st->refresh_hash;
+    v[6] = um_pint(ctx, ctx->mcf->refresh_ttl);
+
+    return um_query(ctx, &um_sql_login_finish, v, 9, um_login_done);
+}
+
+
+static ngx_int_t
+um_login_done(um_ctx_t *ctx, PGresult *res)
+{
+    json_t     *result, *user;
+    um_auth_t  *st;
+    ngx_int_t   rc;
+    char       *text;
+
+    st = ctx->data;
+
+    result = um_result_json(res);
+    if (result == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    user = json_object_get(result, "user");
+    text = json_dumps(user, JSON_COMPACT);
+
+    if (text != NULL) {
+        st->user_len = ngx_strlen(text);
+        st->user = ngx_pnalloc(ctx->r->pool, st->user_len);
+
+        if (st->user != NULL) {
+            ngx_memcpy(st->user, text, st->user_len);
+        }
+
+        free(text);
+    }
+
+    if (st->user == NULL) {
+        json_decref(result);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = um_issue(ctx, json_object_get(result, "claims"),
+                  json_string_value(json_object_get(result, "sid")));
+
+    json_decref(result);
+
+    return rc;
+}
+
+
+static ngx_int_t
+um_login_failed_done(um_ctx_t *ctx, PGresult *res)
+{
+    size_t       len;
+    u_char      *key;
+    const char  *argv[5];
+    size_t       lens[5];
+    u_char       ttl[NGX_TIME_T_LEN];
+
+    /* count the failure against the address, without waiting for it */
+    if (ctx->mcf->redis_client != NULL && ctx->mcf->ip_max_failures) {
+        len = sizeof(UM_LOGIN_FAILURES_PREFIX) - 1
+              + ctx->r->connection->addr_text.len;
+
+        key = ngx_pnalloc(ctx->r->pool, len);
+
+        if (key != NULL) {
+            ngx_sprintf(key, UM_LOGIN_FAILURES_PREFIX "%V",
+                        &ctx->r->connection->addr_text);
+
+            argv[0] = "EVAL";
+            argv[1] = "local n = redis.call('INCR', KEYS[1]) "
+                      "if n == 1 then "
+                      "redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+                      "return n";
+            argv[2] = "1";
+            argv[3] = (char *) key;
+            argv[4] = (char *) ttl;
+
+            lens[0] = 4;
+            lens[1] = ngx_strlen(argv[1]);
+            lens[2] = 1;
+            lens[3] = len;
+            lens[4] = ngx_sprintf(ttl, "%T", ctx->mcf->lockout) - ttl;
+
+            (void) um_redis_send(ctx->mcf->redis_client, NULL, NULL, 5,
+                                 argv, lens);
+        }
+    }
+
+    return um_send_error(ctx->r, NGX_HTTP_UNAUTHORIZED, UM_UNAUTHORIZED,
+                         "invalid credentials", NULL);
+}
+
+
+/* POST /api/v1/auth/refresh */
+ngx_int_t
+um_auth_refresh(um_ctx_t *ctx)
+{
+    um_auth_t    *st;
+    const char  **v, *token;
+    char         *old;
+
+    if (um_fields_check(ctx, um_refresh_fields) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    st = um_auth_state(ctx);
+    v = ngx_pcalloc(ctx->r->pool, 4 * sizeof(char *));
+    old = ngx_pnalloc(ctx->r->pool, UM_TOKEN_HASH_LEN + 1);
+
+    if (st == NULL || v == NULL || old == NULL
+        || um_token_new(st->refresh, st->refresh_hash) != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    token = um_field_str(ctx, "refresh_token");
+    um_token_hash(token, ngx_strlen(token), old);
+
+    v[0] = old;
+    v[1] = st->refresh_hash;
+    v[2] = um_client_ip(ctx);
+    v[3] = um_user_agent(ctx);
+
+    return um_query(ctx, &um_sql_refresh, v, 4, um_refresh_done);
+}
+
+
+static ngx_int_t
+um_refresh_done(um_ctx_t *ctx, PGresult *res)
+{
+    json_t      *result, *sids;
+    ngx_int_t    rc;
+    const char  *status;
+
+    result = um_result_json(res);
+    if (result == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    status = json_string_value(json_object_get(result, "status"));
+
+    if (status != NULL && ngx_strcmp(status, "ok") == 0) {
+        rc = um_issue(ctx, json_object_get(result, "claims"),
+                      json_string_value(json_object_get(result, "sid")));
+        json_decref(result);
+        return rc;
+    }
+
+    if (status != NULL && ngx_strcmp(status, "reused") == 0) {
+        /* the family is gone: so are the access tokens it issued */
+        sids = json_pack("[O]", json_object_get(result, "sid"));
+        json_decref(result);
+
+        if (sids == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->rc = um_send_unauthorized(ctx->r, "refresh token reused; "
+                                               "the session is revoked");
+        return um_revoke(ctx, sids, 0, NULL);
+    }
+
+    json_decref(result);
+
+    return um_send_unauthorized(ctx->r, "invalid refresh token");
+}
+
+
+/* POST /api/v1/auth/logout */
+ngx_int_t
+um_auth_logout(um_ctx_t *ctx)
+{
+    const char  **v, *token;
+    char         *hash;
+
+    if (ctx->body == NULL) {
+        ctx->body = json_object();
+    }
+
+    if (um_fields_check(ctx, um_logout_fields) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    v = ngx_pcalloc(ctx->r->pool, 5 * sizeof(char *));
+    if (v == NULL || um_auth_state(ctx) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    token = um_field_str(ctx, "refresh_token");
+
+    if (token != NULL) {
+        hash = ngx_pnalloc(ctx->r->pool, UM_TOKEN_HASH_LEN + 1);
+        if (hash == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        um_token_hash(token, ngx_strlen(token), hash);
+        v[2] = hash;
+    }
+
+    v[0] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
+    v[1] = um_pstr(ctx, ctx->id.sid.data, ctx->id.sid.len);
+    v[3] = um_client_ip(ctx);
+    v[4] = um_user_agent(ctx);
+
+    return um_query(ctx, &um_sql_logout, v, 5, um_logout_done);
+}
+
+
+static ngx_int_t
+um_logout_done(um_ctx_t *ctx, PGresult *res)
+{
+    json_t  *sids;
+
+    sids = um_result_json(res);
+    if (sids == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return um_revoke(ctx, sids, 1, um_logout_answer);
+}
+
+
+static ngx_int_t
+um_logout_answer(um_ctx_t *ctx)
+{
+    u_char  *body, *p;
+
+    body = ngx_pnalloc(ctx->r->pool, 64);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"message\":\"logged out\",\"sessions_ended\":%ui}",
+                    ctx->pending);
+
+    return um_send_data(ctx->r, NGX_HTTP_OK, body, p - body);
+}
+
+
+/* POST /api/v1/auth/change-password and PUT /api/v1/users/password */
+ngx_int_t
+um_auth_change_password(um_ctx_t *ctx)
+{
+    const char  **v;
+
+    if (um_fields_check(ctx, um_password_fields) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    v = ngx_pcalloc(ctx->r->pool, sizeof(char *));
+    if (v == NULL || um_auth_state(ctx) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v[0] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
+
+    return um_query(ctx, &um_sql_password_of, v, 1, um_password_found);
+}
+
+
+static ngx_int_t
+um_password_found(um_ctx_t *ctx, PGresult *res)
+{
+    um_auth_t  *st;
+
+    st = ctx->data;
+
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        return um_send_error(ctx->r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
+                             "user not found", NULL);
+    }
+
+    st->phc = um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 0),
+                      PQgetlength(res, 0, 0));
+    st->email = um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 1),
+                        PQgetlength(res, 0, 1));
+    st->username = PQgetisnull(res, 0, 2)
+                   ? NULL : um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 2),
+                                    PQgetlength(res, 0, 2));
+
+    if (st->phc == NULL || st->email == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (um_policy(ctx, "new_password", um_field_str(ctx, "new_password"),
+                  st->email, st->username)
+        != NGX_OK)
+    {
+        return ctx->rc;
+    }
+
+    st->password = um_field_str(ctx, "current_password");
+    st->password_len = ngx_strlen(st->password);
+    st->new_password = um_field_str(ctx, "new_password");
+    st->new_password_len = ngx_strlen(st->new_password);
+
+    return um_offload(ctx, um_check_work, um_password_checked);
+}
+
+
+static ngx_int_t
+um_password_checked(um_ctx_t *ctx)
+{
+    um_auth_t    *st;
+    const char  **v;
+
+    st = ctx->data;
+
+    if (!st->verified) {
+        return um_send_error(ctx->r, NGX_HTTP_UNAUTHORIZED, UM_UNAUTHORIZED,
+                             "the current password is incorrect",
+                             json_pack("[{ss ss ss}]",
+                                       "field", "current_password",
+                                       "rule", "incorrect",
+                                       "message", "does not match"));
+    }
+
+    if (!st->hashed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v = ngx_pcalloc(ctx->r->pool, 5 * sizeof(char *));
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v[0] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
+    v[1] = um_pstr(ctx, ctx->id.sid.data, ctx->id.sid.len);
+    v[2] = st->hash;
+    v[3] = um_client_ip(ctx);
+    v[4] = um_user_agent(ctx);
+
+    return um_query(ctx, &um_sql_change_password, v, 5, um_password_done);
+}
+
+
+static ngx_int_t
+um_password_done(um_ctx_t *ctx, PGresult *res)
+{
+    json_t  *sids;
+
+    sids = um_result_json(res);
+    if (sids == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return um_revoke(ctx, sids, 0, um_password_answer);
+}
+
+
+static ngx_int_t
+um_password_answer(um_ctx_t *ctx)
+{
+    u_char  *body, *p;
+
+    body = ngx_pnalloc(ctx->r->pool, 96);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body, "{\"message\":\"password changed\","
+                    "\"other_sessions_ended\":%ui}", ctx->pending);
+
+    return um_send_data(ctx->r, NGX_HTTP_OK, body, p - body);
+}
+
+
+/* GET /.well-known/jwks.json */
+ngx_int_t
+um_auth_jwks(um_ctx_t *ctx)
+{
+    json_t     *jwks;
+    char       *text;
+    ngx_int_t   rc;
+    ngx_str_t   type = ngx_string("application/jwk-set+json");
+    ngx_str_t   cache = ngx_string("public, max-age=300");
+    u_char     *body;
+    size_t      len;
+
+    jwks = um_jwt_jwks(ctx->mcf->jwt_keys->elts, ctx->mcf->jwt_keys->nelts);
+    if (jwks == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    text = json_dumps(jwks, JSON_COMPACT);
+    json_decref(jwks);
+
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+    body = ngx_pnalloc(ctx->r->pool, len);
+
+    if (body == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(body, text, len);
+    free(text);
+
+    rc = um_header_add(ctx->r, "Cache-Control", &cache);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return um_send(ctx->r, NGX_HTTP_OK, &type, body, len);
+}
+
+
+static um_auth_t *
+um_auth_state(um_ctx_t *ctx)
+{
+    um_auth_t           *st;
+    ngx_pool_cleanup_t  *cln;
+
+    st = ngx_pcalloc(ctx->r->pool, sizeof(um_auth_t));
+    if (st == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(ctx->r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = um_auth_cleanup;
+    cln->data = st;
+
+    st->params = ctx->mcf->argon2;
+    ctx->data = st;
+
+    return st;
+}
+
+
+static void
+um_auth_cleanup(void *data)
+{
+    um_auth_t  *st = data;
+
+    if (st->payload != NULL) {
+        json_decref(st->payload);
+    }
+
+    if (st->jwt != NULL) {
+        OPENSSL_cleanse(st->jwt, ngx_strlen(st->jwt));
+        free(st->jwt);
+    }
+}
+
+
+/* in a pool thread: hash new_password */
+static void
+um_hash_work(void *data)
+{
+    um_ctx_t   *ctx = data;
+    um_auth_t  *st = ctx->data;
+
+    st->hashed = (um_password_hash(st->new_password, st->new_password_len,
+                                   &st->params, st->hash, sizeof(st->hash))
+                  == 0);
+}
+
+
+/*
+ * In a pool thread: check password against phc; then hash new_password
+ * when one is given, or rehash a good password stored with old
+ * parameters.
+ */
+static void
+um_check_work(void *data)
+{
+    um_ctx_t   *ctx = data;
+    um_auth_t  *st = ctx->data;
+
+    st->verified = (um_password_verify(st->password, st->password_len,
+                                       st->phc)
+                    == 1);
+
+    if (!st->verified) {
+        return;
+    }
+
+    if (st->new_password != NULL) {
+        um_hash_work(data);
+
+    } else if (um_password_needs_rehash(st->phc, &st->params)) {
+        st->hashed = (um_password_hash(st->password, st->password_len,
+                                       &st->params, st->hash,
+                                       sizeof(st->hash))
+                      == 0);
+    }
+}
+
+
+static void
+um_sign_work(void *data)
+{
+    um_ctx_t   *ctx = data;
+    um_auth_t  *st = ctx->data;
+
+    st->jwt = um_jwt_sign(st->key, "at+jwt", st->payload);
+}
+
+
+static ngx_int_t
+um_policy(um_ctx_t *ctx, const char *field, const char *pw,
+    const char *email, const char *username)
+{
+    const char  *rule;
+
+    rule = um_password_policy(pw, ngx_strlen(pw), ctx->mcf->password_min, 128,
+                              ctx->mcf->blocklist, email, username);
+
+    if (rule == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->rc = um_send_invalid(ctx->r, field, rule,
+                              um_password_rule_message(rule));
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Signs an access token for the claims PostgreSQL computed, adding the
+ * registered claims; RSA signatures are made in the thread pool.
+ */
+static ngx_int_t
+um_issue(um_ctx_t *ctx, json_t *claims, const char *sid)
+{
+    char                            jti[37];
+    time_t                          now;
+    um_auth_t                      *st;
+    ngx_http_usermgmt_main_conf_t  *mcf;
+
+    st = ctx->data;
+    mcf = ctx->mcf;
+
+    if (!json_is_object(claims) || sid == NULL || um_uuid_v4(jti) != 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    now = ngx_time();
+
+    st->payload = json_deep_copy(claims);
+
+    if (st->payload == NULL
+        || json_object_set_new(st->payload, "iss",
+                               json_string((char *) mcf->issuer.data)) != 0
+        || json_object_set_new(st->payload, "aud",
+                               json_string((char *) mcf->audience.data)) != 0
+        || json_object_set_new(st->payload, "iat", json_integer(now)) != 0
+        || json_object_set_new(st->payload, "nbf", json_integer(now)) != 0
+        || json_object_set_new(st->payload, "exp",
+                               json_integer(now + mcf->access_ttl)) != 0
+        || json_object_set_new(st->payload, "jti", json_string(jti)) != 0
+        || json_object_set_new(st->payload, "sid", json_string(sid)) != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    st->key = mcf->jwt_keys->elts;
+
+    if (st->key->alg == UM_JWT_RS256) {
+        return um_offload(ctx, um_sign_work, um_issued);
+    }
+
+    um_sign_work(ctx);
+
+    return um_issued(ctx);
+}
+
+
+static ngx_int_t
+um_issued(um_ctx_t *ctx)
+{
+    u_char      *body, *p;
+    size_t       len;
+    ngx_str_t    no_store = ngx_string("no-store");
+    ngx_str_t    no_cache = ngx_string("no-cache");
+    um_auth_t   *st;
+
+    st = ctx->data;
+
+    if (st->jwt == NULL) {
+        return um_send_error(ctx->r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                             UM_INTERNAL_ERROR, "token signing failed", NULL);
+    }
+
+    len = sizeof("{\"access_token\":\"\",\"refresh_token\":\"\","
+                 "\"token_type\":\"bearer\",\"expires_in\":,"
+                 "\"refresh_expires_in\":,\"user\":}")
+          + ngx_strlen(st->jwt) + UM_TOKEN_LEN + 2 * NGX_TIME_T_LEN
+          + st->user_len;
+
+    body = ngx_pnalloc(ctx->r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* tokens are base64url: nothing in them needs escaping */
+    p = ngx_sprintf(body, "{\"access_token\":\"%s\",\"refresh_token\":\"%s\","
+                    "\"token_type\":\"bearer\",\"expires_in\":%T,"
+                    "\"refresh_expires_in\":%T",
+                    st->jwt, st->refresh, ctx->mcf->access_ttl,
+                    ctx->mcf->refresh_ttl);
+
+    if (st->user != NULL) {
+        p = ngx_sprintf(p, ",\"user\":");
+        p = ngx_cpymem(p, st->user, st->user_len);
+    }
+
+    *p++ = '}';
+
+    /* RFC 6749 section 5.1 */
+    if (um_header_add(ctx->r, "Cache-Control", &no_store) != NGX_OK
+        || um_header_add(ctx->r, "Pragma", &no_cache) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return um_send_data(ctx->r, NGX_HTTP_OK, body, p - body);
+}
+
+
+/*
+ * Puts ended sessions (and, with token set, the caller's own access token)
+ * on the Redis deny-list until every access token they issued has expired,
+ * then answers.  Takes the reference to sids.  Without answer, ctx->rc was
+ * already sent.
+ */
+static ngx_int_t
+um_revoke(um_ctx_t *ctx, json_t *sids, ngx_uint_t token,
+    ngx_int_t (*answer)(um_ctx_t *ctx))
+{
+    size_t         i, n, k;
+    json_t        *sid;
+    time_t         ttl;
+    u_char        *p;
+    size_t        *lens;
+    const char   **argv;
+
+    n = json_array_size(sids);
+    ctx->pending = n;
+    ctx->resume = answer;
+
+    if (ctx->mcf->redis_client == NULL || (n == 0 && !token)) {
+        json_decref(sids);
+        return answer ? answer(ctx) : ctx->rc;
+    }
+
+    /* EVAL script numkeys keys... ttls... */
+    argv = ngx_palloc(ctx->r->pool, (3 + 2 * (n + 1)) * sizeof(char *));
+    lens = ngx_palloc(ctx->r->pool, (3 + 2 * (n + 1)) * sizeof(size_t));
+
+    if (argv == NULL || lens == NULL) {
+        json_decref(sids);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argv[0] = "EVAL";
+    argv[1] = "for i, k in ipairs(KEYS) do "
+              "redis.call('SET', k, '1', 'EX', ARGV[i]) end "
+              "return #KEYS";
+    k = 3;
+
+    json_array_foreach(sids, i, sid) {
+        p = ngx_pnalloc(ctx->r->pool, sizeof("usermgmt:revoked:") + 64);
+        if (p == NULL || !json_is_string(sid)) {
+            continue;
+        }
+
+        argv[k] = (char *) p;
+        lens[k] = ngx_sprintf(p, "usermgmt:revoked:%s",
+                              json_string_value(sid)) - p;
+        k++;
+    }
+
+    if (token) {
+        p = ngx_pnalloc(ctx->r->pool,
+                        sizeof("usermgmt:revoked:") + ctx->id.jti.len);
+        if (p != NULL) {
+            argv[k] = (char *) p;
+            lens[k] = ngx_sprintf(p, "usermgmt:revoked:%V", &ctx->id.jti)
+                      - p;
+            k++;
+        }
+    }
+
+    n = k - 3;
+
+    /* a session's tokens live at most one access lifetime (plus leeway) */
+    ttl = ctx->mcf->access_ttl + ctx->mcf->leeway;
+
+    for (i = 0; i < n; i++) {
+        p = ngx_pnalloc(ctx->r->pool, NGX_TIME_T_LEN);
+        if (p == NULL) {
+            json_decref(sids);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        argv[k] = (char *) p;
+        lens[k] = ngx_sprintf(p, "%T", ttl) - p;
+        k++;
+    }
+
+    json_decref(sids);
+
+    argv[2] = (char *) um_pint(ctx, n);
+    lens[0] = 4;
+    lens[1] = ngx_strlen(argv[1]);
+    lens[2] = ngx_strlen(argv[2]);
+
+    ctx->redis = um_redis_send(ctx->mcf->redis_client, um_revoke_done, ctx,
+                               k, argv, lens);
+
+    if (ctx->redis == NULL) {
+        ngx_log_error(NGX_LOG_WARN, ctx->r->connection->log, 0,
+                      "usermgmt: redis unavailable, access tokens of ended "
+                      "sessions stay valid until they expire");
+        return answer ? answer(ctx) : ctx->rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+um_revoke_done(void *data, redisReply *reply, ngx_int_t status)
+{
+    um_ctx_t   *ctx = data;
+    ngx_int_t   rc;
+
+    ctx->redis = NULL;
+
+    if (status != UM_REDIS_OK || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, ctx->r->connection->log, 0,
+                      "usermgmt: could not revoke access tokens in redis");
+    }
+
+    rc = ctx->resume ? ctx->resume(ctx) : ctx->rc;
+
+    if (rc != NGX_DONE) {
+        um_finish(ctx, rc);
+    }
+}
+
+
+/* the single JSON value a function returned; a new reference */
+static json_t *
+um_result_json(PGresult *res)
+{
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        return NULL;
+    }
+
+    return json_loadb(PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0),
+                      JSON_DECODE_ANY, NULL);
+}

@@ -1,0 +1,56 @@
+#include "um_thread.h"
+
+
+typedef struct {
+    um_thread_work_pt   work;
+    um_thread_done_pt   done;
+    void               *data;
+} um_thread_job_t;
+
+
+static void um_thread_handler(void *data, ngx_log_t *log);
+static void um_thread_event_handler(ngx_event_t *ev);
+
+
+ngx_int_t
+um_thread_run(ngx_thread_pool_t *tp, ngx_pool_t *pool, ngx_log_t *log,
+    um_thread_work_pt work, um_thread_done_pt done, void *data)
+{
+    um_thread_job_t    *job;
+    ngx_thread_task_t  *task;
+
+    task = ngx_thread_task_alloc(pool, sizeof(um_thread_job_t));
+    if (task == NULL) {
+        return NGX_ERROR;
+    }
+
+    job = task->ctx;
+    job->work = work;
+    job->done = done;
+    job->data = data;
+
+    task->handler = um_thread_handler;
+    task->event.handler = um_thread_event_handler;
+    task->event.data = job;
+    task->event.log = log;
+
+    return ngx_thread_task_post(tp, task);
+}
+
+
+static void
+um_thread_handler(void *data, ngx_log_t *log)
+{
+    um_thread_job_t  *job = data;
+
+    job->work(job->data);
+}
+
+
+static void
+um_thread_event_handler(ngx_event_t *ev)
+{
+    um_thread_job_t  *job = ev->data;
+
+    job->done(job->data);
+}
