@@ -106,6 +106,11 @@ um_jwt_key_load(um_jwt_key_t *key, const char *alg_name, const char *path,
 
     memset(key, 0, sizeof(um_jwt_key_t));
 
+    if (path == NULL) {
+        um_jwt_error(err, errlen, "no key file given");
+        return -1;
+    }
+
     key->alg = um_jwt_alg_from_config(alg_name);
     if (key->alg == 0) {
         um_jwt_error(err, errlen, "unknown JWT algorithm \"%s\" (expected "
@@ -195,7 +200,9 @@ um_jwt_sign(const um_jwt_key_t *key, const char *typ, const json_t *payload)
     json_t         *header;
     unsigned char  *sig, *t;
 
-    if (key == NULL || !key->can_sign || !json_is_object(payload)) {
+    if (key == NULL || !key->can_sign || um_jwt_alg_name(key->alg) == NULL
+        || !json_is_object(payload))
+    {
         return NULL;
     }
 
@@ -217,14 +224,14 @@ um_jwt_sign(const um_jwt_key_t *key, const char *typ, const json_t *payload)
         || (key->kid[0] != '\0'
             && json_object_set_new(header, "kid", json_string(key->kid))))
     {
-        goto failed;
+        goto done;
     }
 
     h = json_dumps(header, JSON_COMPACT);
     p = json_dumps(payload, JSON_COMPACT);
 
     if (h == NULL || p == NULL) {
-        goto failed;
+        goto done;
     }
 
     hlen = um_base64url_encoded_len(strlen(h));
@@ -239,28 +246,28 @@ um_jwt_sign(const um_jwt_key_t *key, const char *typ, const json_t *payload)
 
     token = malloc(n);
     if (token == NULL) {
-        goto failed;
+        goto done;
     }
 
     t = (unsigned char *) token;
 
-    t += um_base64url_encode(t, (unsigned char *) h, strlen(h));
+    t += um_base64url_encode(t, (const unsigned char *) h, strlen(h));
     *t++ = '.';
-    t += um_base64url_encode(t, (unsigned char *) p, strlen(p));
+    t += um_base64url_encode(t, (const unsigned char *) p, strlen(p));
 
-    sig = um_jwt_sign_input(key, (unsigned char *) token,
+    sig = um_jwt_sign_input(key, (const unsigned char *) token,
                             t - (unsigned char *) token, &siglen);
     if (sig == NULL) {
         free(token);
         token = NULL;
-        goto failed;
+        goto done;
     }
 
     *t++ = '.';
     t += um_base64url_encode(t, sig, siglen);
     *t = '\0';
 
-failed:
+done:
 
     json_decref(header);
     free(h);
@@ -276,13 +283,14 @@ int
 um_jwt_verify(const char *token, size_t len, const um_jwt_verify_t *opts,
     json_t **payload, const char **reason)
 {
-    int                  rc, found;
-    size_t               i, dot1, dot2, dots, max, siglen, kidlen;
-    json_t              *header, *claims, *v, *kid;
-    um_jwt_alg_t         alg;
-    unsigned char       *sig;
-    const char          *s;
-    const um_jwt_key_t  *key;
+    int                   rc, found;
+    size_t                i, dot1, dot2, dots, max, siglen, kidlen;
+    json_t               *header, *claims, *v, *kid;
+    um_jwt_alg_t          alg;
+    unsigned char        *sig;
+    const char           *s;
+    const um_jwt_key_t   *key;
+    const unsigned char  *data;
 
     header = NULL;
     claims = NULL;
@@ -304,6 +312,8 @@ um_jwt_verify(const char *token, size_t len, const um_jwt_verify_t *opts,
     if (token == NULL) {
         goto done;
     }
+
+    data = (const unsigned char *) token;
 
     /* header.payload.signature */
 
@@ -373,8 +383,7 @@ um_jwt_verify(const char *token, size_t len, const um_jwt_verify_t *opts,
         goto done;
     }
 
-    siglen = um_base64url_decode(sig, (unsigned char *) token + dot2 + 1,
-                                 siglen);
+    siglen = um_base64url_decode(sig, data + dot2 + 1, siglen);
     if (siglen == (size_t) -1) {
         goto done;
     }
@@ -408,9 +417,7 @@ um_jwt_verify(const char *token, size_t len, const um_jwt_verify_t *opts,
             goto done;
         }
 
-        if (!um_jwt_verify_input(key, (unsigned char *) token, dot2, sig,
-                                 siglen))
-        {
+        if (!um_jwt_verify_input(key, data, dot2, sig, siglen)) {
             rc = UM_JWT_BAD_SIGNATURE;
             goto done;
         }
@@ -425,9 +432,7 @@ um_jwt_verify(const char *token, size_t len, const um_jwt_verify_t *opts,
 
             found = 1;
 
-            if (um_jwt_verify_input(&opts->keys[i], (unsigned char *) token,
-                                    dot2, sig, siglen))
-            {
+            if (um_jwt_verify_input(&opts->keys[i], data, dot2, sig, siglen)) {
                 found = 2;
                 break;
             }
@@ -619,11 +624,6 @@ um_jwt_read_file(const char *path, unsigned char **data, size_t *len,
     FILE           *f;
     size_t          n;
     unsigned char  *buf;
-
-    if (path == NULL) {
-        um_jwt_error(err, errlen, "no key file given");
-        return -1;
-    }
 
     f = fopen(path, "rb");
     if (f == NULL) {
