@@ -23,12 +23,14 @@ sub http_body {
     my (%o) = @_;
     my $pg    = $o{pg}    // "usermgmt_postgres $PG max=4 timeout=2s;";
     my $redis = $o{redis} // 'usermgmt_redis 127.0.0.1:%%REDISPORT%% timeout=50ms;';
+    my $jwt   = $o{jwt}   // 'usermgmt_jwt_key hs256 %%JWTKEY%% kid=test;';
     my $http  = $o{http}  // '';
     my $loc   = $o{location} // '';
     return <<"EOF";
     access_log off;
     $pg
     $redis
+    $jwt
     $http
     server {
         listen 127.0.0.1:%%PORT%%;

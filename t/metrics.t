@@ -160,7 +160,7 @@ is($ok, $N, "$N requests to /health answered 200");
 my $want = $before + $N;
 my $got;
 wait_until(sub { (undef, my $mm) = metrics(); ($got = health_count($mm)) >= $want },
-           2, 0.05);
+           $t->secs(2), 0.05);
 is($got, $want, "health/200 counter rose by exactly $N");
 
 my %answers;
@@ -182,7 +182,7 @@ subtest 'histogram count follows the requests' => sub {
         my (undef, $m2) = metrics();
         ($c2 = metric_sum($m2, 'usermgmt_http_request_duration_seconds_count',
                           route => 'health') // 0) >= $c1 + 5;
-    }, 2, 0.05);
+    }, $t->secs(2), 0.05);
     is($c2, $c1 + 5, 'duration _count for route="health" rose by 5');
 };
 

@@ -65,7 +65,7 @@ sub fire {
     my $pid = fork // die "fork: $!";
     return $pid if $pid;
     sleep($at - time) if $at > time;
-    my $http = HTTP::Tiny->new(timeout => 10, keep_alive => 0);
+    my $http = HTTP::Tiny->new(timeout => $t->timeout, keep_alive => 0);
     my $start = time;
     my $res = $http->get($t->url($LOOKUP));
     my $json = eval { JSON::PP->new->decode($res->{content}) };
@@ -93,12 +93,12 @@ push @pids, fire($_, $burst_at) for 1 .. $SURPLUS;
 sleep 0.3;
 my $h = $t->get('/health', fresh => 1);
 is($h->{status}, 200, 'health answers during the congestion');
-cmp_ok($h->{elapsed}, '<', 0.5, '... at once');
+cmp_ok($h->{elapsed}, '<', $t->secs(0.5), '... at once');
 
 ok(wait_until(sub {
        @pids = grep { waitpid($_, WNOHANG) == 0 } @pids;
        !@pids;
-   }, 15, 0.05), 'every request of the burst finished');
+   }, $t->secs(15), 0.05), 'every request of the burst finished');
 kill 'KILL', @pids if @pids;
 waitpid($_, 0) for @pids;
 
@@ -114,7 +114,7 @@ subtest 'the request that got the connection' => sub {
         or diag(explain $holder);
     cmp_ok($holder->{elapsed} // 99, '>', 1.0,
            'it really waited for the lock (the test works)');
-    cmp_ok($holder->{elapsed} // 99, '<', $LOCK_SECONDS + 1.5,
+    cmp_ok($holder->{elapsed} // 99, '<', $LOCK_SECONDS + $t->secs(1.5),
            'and did not wait much longer');
 };
 
@@ -123,7 +123,7 @@ for my $x (@res) {
         is($x->{status}, 503, 'status 503') or diag(explain $x);
         is($x->{code}, 'SERVICE_UNAVAILABLE', 'error code SERVICE_UNAVAILABLE');
         like($x->{retry_after} // '', qr/^\d+$/, 'Retry-After: seconds');
-        cmp_ok($x->{elapsed} // 99, '<', 1.5,
+        cmp_ok($x->{elapsed} // 99, '<', $t->secs(1.5),
                'answered promptly (queue full or queue_timeout), no hang');
     };
 }
@@ -131,7 +131,8 @@ for my $x (@res) {
 my $rc = $t->wait_bg($locker, $LOCK_SECONDS + 10);
 is($rc, 0, 'the slow transaction committed');
 
-ok(wait_until(sub { $t->get($LOOKUP, fresh => 1)->{status} == 200 }, 3, 0.1),
+ok(wait_until(sub { $t->get($LOOKUP, fresh => 1)->{status} == 200 },
+              $t->secs(3), 0.1),
    'after the lock ends a new lookup returns 200');
 for my $i (1 .. 3) {
     is($t->get($LOOKUP)->{status}, 200, "and keeps doing so ($i)");

@@ -40,7 +40,7 @@ sub not_ready_ok {
         error_is($r, 503, 'SERVICE_UNAVAILABLE', '503 SERVICE_UNAVAILABLE');
         like($r->{headers}{'retry-after'} // '', qr/^\d+$/,
              'Retry-After: seconds');
-        cmp_ok($r->{elapsed}, '<', 1.0, 'answered within 1 s');
+        cmp_ok($r->{elapsed}, '<', $t->secs(1.0), 'answered within 1 s');
         my $details = eval { $r->{json}{error}{details} };
         is(ref $details, 'ARRAY', 'error.details is an array')
             or return;
@@ -93,7 +93,7 @@ for my $i (1 .. 4) {
         error_is($r, 503, 'SERVICE_UNAVAILABLE', '503 SERVICE_UNAVAILABLE');
         like($r->{headers}{'retry-after'} // '', qr/^\d+$/,
              'Retry-After: seconds');
-        cmp_ok($r->{elapsed}, '<', 1.0, 'answered within 1 s');
+        cmp_ok($r->{elapsed}, '<', $t->secs(1.0), 'answered within 1 s');
     };
 }
 is($t->get('/health')->{status}, 200, 'health stays 200 with postgres down');
@@ -106,14 +106,14 @@ my $r;
 ok(wait_until(sub {
        $r = $t->get('/ready', fresh => 1);
        $r->{status} == 200;
-   }, 5, 0.1), 'postgres back: /ready is 200 again within 5 s')
+   }, $t->secs(5), 0.1), 'postgres back: /ready is 200 again within 5 s')
     or diag("last answer: $r->{status} " . ($r->{content} // ''));
 ready_ok($r, 'postgres back');
 
 ok(wait_until(sub {
        $r = $t->get($LOOKUP, fresh => 1);
        $r->{status} == 200;
-   }, 5, 0.1), 'postgres back: lookup is 200 again within 5 s')
+   }, $t->secs(5), 0.1), 'postgres back: lookup is 200 again within 5 s')
     or diag("last answer: $r->{status} " . ($r->{content} // ''));
 
 # every worker recovered, not only the one that answered first
@@ -136,7 +136,7 @@ $t->start_redis;
 ok(wait_until(sub {
        $r = $t->get('/ready', fresh => 1);
        $r->{status} == 200;
-   }, 5, 0.1), 'redis back: /ready is 200 again within 5 s')
+   }, $t->secs(5), 0.1), 'redis back: /ready is 200 again within 5 s')
     or diag("last answer: $r->{status} " . ($r->{content} // ''));
 ready_ok($r, 'redis back');
 ready_ok($t->get('/ready', fresh => 1), "redis back, new connection $_")
@@ -149,7 +149,8 @@ $t->stop_redis;
 not_ready_ok($t->get('/ready'), 'both down', 'postgres', 'redis');
 $t->start_pg;
 $t->start_redis;
-ok(wait_until(sub { $t->get('/ready', fresh => 1)->{status} == 200 }, 5, 0.1),
+ok(wait_until(sub { $t->get('/ready', fresh => 1)->{status} == 200 },
+              $t->secs(5), 0.1),
    'both back: /ready is 200 again within 5 s');
 
 # no worker died on the way

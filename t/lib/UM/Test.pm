@@ -169,6 +169,13 @@ sub timeout        { $_[0]{timeout} }
 sub conf_file      { "$_[0]{tmp}/nginx.conf" }
 sub error_log_file { "$_[0]{tmp}/error.log" }
 
+# A time bound for an assertion: $seconds, stretched under valgrind, where
+# everything runs some ten times slower.
+sub secs {
+    my ($self, $seconds) = @_;
+    return $self->{valgrind} ? $seconds * 10 : $seconds;
+}
+
 sub url {
     my ($self, $path, $port) = @_;
     $path = "/$path" unless $path =~ m{^/};
@@ -485,6 +492,9 @@ sub config_text {
                             $o{redis_args});
         my $access = $o{access_log} ? "access_log $tmp/access.log;"
                                     : 'access_log off;';
+        my $jwt = !exists $o{jwt_keys}
+            ? 'usermgmt_jwt_key hs256 %%JWTKEY%% kid=%%JWTKID%%;'
+            : $o{jwt_keys} // '';
         my $http_extra = $o{http_extra} // '';
         my $server_extra = $o{server_extra} // '';
         $http = <<"EOF";
@@ -493,6 +503,7 @@ sub config_text {
 
     usermgmt_postgres "hostaddr=127.0.0.1 port=%%PGPORT%% dbname=usermgmt user=usermgmt" $pg;
     usermgmt_redis 127.0.0.1:%%REDISPORT%% $redis;
+    $jwt
 
 $http_extra
     server {
@@ -537,8 +548,10 @@ $http
 EOF
     my %ph = (PGPORT => $self->{pg_port}, REDISPORT => $self->{redis_port},
               PORT => $self->{port}, PORT2 => $self->{port2},
-              TMPDIR => $tmp, ROOT => $ROOT);
-    $text =~ s/%%(PGPORT|REDISPORT|PORT2|PORT|TMPDIR|ROOT)%%/$ph{$1}/g;
+              TMPDIR => $tmp, ROOT => $ROOT, JWTKEY => $self->jwt_key_file,
+              JWTKID => $self->jwt_kid);
+    $text =~ s/%%(PGPORT|REDISPORT|PORT2|PORT|TMPDIR|ROOT|JWTKEY|JWTKID)%%
+              /$ph{$1}/gx;
     return $text;
 }
 
@@ -554,7 +567,29 @@ sub write_config {
         chmod 01777, "$tmp/tmp/$_";
     }
     %{ $self->{opt} } = (%{ $self->{opt} }, %o) if %o;
+    $self->_make_jwt_key;
     _spew($self->conf_file, $self->config_text);
+}
+
+# The HS256 signing secret of the test configuration: 64 random bytes in
+# $tmp/keys/jwt-hs256.key, key id "test".
+sub jwt_key_file { "$_[0]{tmp}/keys/jwt-hs256.key" }
+sub jwt_kid      { 'test' }
+
+sub jwt_secret {
+    my ($self) = @_;
+    return _slurp($self->jwt_key_file);
+}
+
+sub _make_jwt_key {
+    my ($self) = @_;
+    my $file = $self->jwt_key_file;
+    return if -s $file;
+    make_path(dirname($file));
+    chmod 0700, dirname($file);
+    my $old = umask 077;
+    _spew($file, pack('H*', _random_hex(64)));
+    umask $old;
 }
 
 sub _nginx_cmd {
@@ -1210,7 +1245,7 @@ sub _slurp {
 
 sub _spew {
     my ($file, $text) = @_;
-    open my $fh, '>', $file or die "$file: $!";
+    open my $fh, '>:raw', $file or die "$file: $!";
     print {$fh} $text;
     close $fh or die "$file: $!";
 }
