@@ -513,6 +513,7 @@ $http_extra
         location = /health { usermgmt_health; }
         location = /ready { usermgmt_ready; }
         location = /metrics { usermgmt_metrics; }
+        location = /.well-known/jwks.json { usermgmt_jwks; }
 
 $server_extra
     }
@@ -763,6 +764,59 @@ sub delete { my ($s, $p, %o) = @_; $s->request('DELETE', $p, \%o) }
 sub post   { my ($s, $p, $b, %o) = @_; $s->request('POST', $p, { %o, body => $b }) }
 sub put    { my ($s, $p, $b, %o) = @_; $s->request('PUT', $p, { %o, body => $b }) }
 sub patch  { my ($s, $p, $b, %o) = @_; $s->request('PATCH', $p, { %o, body => $b }) }
+
+###########################################################################
+# accounts and tokens
+
+# $t->register(%fields): POST /api/v1/auth/register with %fields as the
+# JSON body; returns the response.
+sub register {
+    my ($self, %fields) = @_;
+    return $self->post('/api/v1/auth/register', \%fields);
+}
+
+# $t->login($email, $password [, %more_fields]): POST /api/v1/auth/login;
+# returns the response.
+sub login {
+    my ($self, $email, $password, %more) = @_;
+    return $self->post('/api/v1/auth/login',
+                       { email => $email, password => $password, %more });
+}
+
+# Headers for a bearer token, for the headers option of request():
+#   $t->get('/api/v1/users/me', headers => $t->auth_header($token))
+sub auth_header {
+    my ($self, $token, %more) = @_;
+    return { authorization => "Bearer $token", %more };
+}
+
+# A unique e-mail address for a test account.
+sub unique_email {
+    my ($self, $prefix) = @_;
+    return lc(($prefix // 'user') . '-' . $$ . '-' . ++$self->{emails} . '-'
+              . _random_hex(3) . '@example.com');
+}
+
+# $t->new_user(%fields): registers an account (a unique e-mail and a good
+# password unless given) and logs it in.  Dies when either step fails.
+# Returns {id, email, password, user, access_token, refresh_token, login}.
+sub new_user {
+    my ($self, %fields) = @_;
+    $fields{email} //= $self->unique_email;
+    $fields{password} //= 'Tq7-' . _random_hex(8) . '-zW';
+    my $r = $self->register(%fields);
+    die "register $fields{email}: $r->{status} " . ($r->{content} // '')
+        . "\n" unless $r->{status} == 201;
+    my $user = $r->{json}{data};
+    my $l = $self->login($fields{email}, $fields{password});
+    die "login $fields{email}: $l->{status} " . ($l->{content} // '') . "\n"
+        unless $l->{status} == 200;
+    my $d = $l->{json}{data};
+    return { id => $user->{id}, email => $fields{email},
+             password => $fields{password}, user => $user,
+             access_token => $d->{access_token},
+             refresh_token => $d->{refresh_token}, login => $d };
+}
 
 # Sends $raw bytes as they are on a new connection and returns what came
 # back until the server closed or the timeout: for requests HTTP::Tiny
