@@ -491,7 +491,9 @@ ngx_http_usermgmt_postconfiguration(ngx_conf_t *cf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_usermgmt_module);
 
-    if (um_metrics_add_zone(cf, mcf) != NGX_OK) {
+    if (um_metrics_add_zone(cf, mcf) != NGX_OK
+        || um_revoke_add_zone(cf, mcf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -553,7 +555,7 @@ ngx_http_usermgmt_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    return NGX_OK;
+    return um_revoke_init_worker(mcf, cycle->log);
 }
 
 
@@ -570,6 +572,8 @@ ngx_http_usermgmt_exit_process(ngx_cycle_t *cycle)
 
     um_pg_pool_destroy(mcf->pg_pool);
     mcf->pg_pool = NULL;
+
+    um_revoke_exit_worker();
 
     um_redis_destroy(mcf->redis_client);
     mcf->redis_client = NULL;

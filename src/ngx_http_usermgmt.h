@@ -55,6 +55,7 @@ typedef struct {
     ngx_flag_t              needs_keys;
 
     ngx_shm_zone_t         *metrics_zone;
+    ngx_shm_zone_t         *revoke_zone;
 
     /* tokens */
     ngx_array_t            *jwt_keys;       /* um_jwt_key_t, first signs */

@@ -1044,99 +1044,64 @@ um_issued(um_ctx_t *ctx)
 
 /*
  * Puts ended sessions (and, with token set, the caller's own access token)
- * on the Redis deny-list until every access token they issued has expired,
- * then answers.  Takes the reference to sids.  Without answer, ctx->rc was
+ * on the deny-list until every access token they issued has expired, then
+ * answers.  Takes the reference to sids.  Without answer, ctx->rc was
  * already sent.
  */
 static ngx_int_t
 um_revoke(um_ctx_t *ctx, json_t *sids, ngx_uint_t token,
     ngx_int_t (*answer)(um_ctx_t *ctx))
 {
-    size_t         i, n, k;
-    json_t        *sid;
-    time_t         ttl;
-    u_char        *p;
-    size_t        *lens;
-    const char   **argv;
+    size_t      i, n;
+    json_t     *sid;
+    ngx_str_t  *ids;
 
     n = json_array_size(sids);
-    ctx->pending = n;
-    ctx->resume = answer;
 
-    if (ctx->mcf->redis_client == NULL || (n == 0 && !token)) {
-        json_decref(sids);
-        return answer ? answer(ctx) : ctx->rc;
-    }
-
-    /* EVAL script numkeys keys... ttls... */
-    argv = ngx_palloc(ctx->r->pool, (3 + 2 * (n + 1)) * sizeof(char *));
-    lens = ngx_palloc(ctx->r->pool, (3 + 2 * (n + 1)) * sizeof(size_t));
-
-    if (argv == NULL || lens == NULL) {
+    ids = ngx_palloc(ctx->r->pool, (n + 1) * sizeof(ngx_str_t));
+    if (ids == NULL) {
         json_decref(sids);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    argv[0] = "EVAL";
-    argv[1] = "for i, k in ipairs(KEYS) do "
-              "redis.call('SET', k, '1', 'EX', ARGV[i]) end "
-              "return #KEYS";
-    k = 3;
+    ctx->pending = 0;
 
     json_array_foreach(sids, i, sid) {
-        p = ngx_pnalloc(ctx->r->pool, sizeof("usermgmt:revoked:") + 64);
-        if (p == NULL || !json_is_string(sid)) {
-            continue;
+        if (json_is_string(sid)) {
+            ids[ctx->pending].data = (u_char *) um_pstr(ctx,
+                                         (u_char *) json_string_value(sid),
+                                         json_string_length(sid));
+            ids[ctx->pending].len = json_string_length(sid);
+
+            if (ids[ctx->pending].data != NULL) {
+                ctx->pending++;
+            }
         }
-
-        argv[k] = (char *) p;
-        lens[k] = ngx_sprintf(p, "usermgmt:revoked:%s",
-                              json_string_value(sid)) - p;
-        k++;
-    }
-
-    if (token) {
-        p = ngx_pnalloc(ctx->r->pool,
-                        sizeof("usermgmt:revoked:") + ctx->id.jti.len);
-        if (p != NULL) {
-            argv[k] = (char *) p;
-            lens[k] = ngx_sprintf(p, "usermgmt:revoked:%V", &ctx->id.jti)
-                      - p;
-            k++;
-        }
-    }
-
-    n = k - 3;
-
-    /* a session's tokens live at most one access lifetime (plus leeway) */
-    ttl = ctx->mcf->access_ttl + ctx->mcf->leeway;
-
-    for (i = 0; i < n; i++) {
-        p = ngx_pnalloc(ctx->r->pool, NGX_TIME_T_LEN);
-        if (p == NULL) {
-            json_decref(sids);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        argv[k] = (char *) p;
-        lens[k] = ngx_sprintf(p, "%T", ttl) - p;
-        k++;
     }
 
     json_decref(sids);
 
-    argv[2] = (char *) um_pint(ctx, n);
-    lens[0] = 4;
-    lens[1] = ngx_strlen(argv[1]);
-    lens[2] = ngx_strlen(argv[2]);
+    n = ctx->pending;
 
-    ctx->redis = um_redis_send(ctx->mcf->redis_client, um_revoke_done, ctx,
-                               k, argv, lens);
+    if (token) {
+        ids[n++] = ctx->id.jti;
+    }
+
+    ctx->resume = answer;
+
+    /* a session's tokens live at most one access lifetime (plus leeway) */
+    ctx->redis = um_revoke_ids(ctx, ids, n,
+                               ngx_time() + ctx->mcf->access_ttl
+                               + ctx->mcf->leeway,
+                               um_revoke_done);
 
     if (ctx->redis == NULL) {
-        ngx_log_error(NGX_LOG_WARN, ctx->r->connection->log, 0,
-                      "usermgmt: redis unavailable, access tokens of ended "
-                      "sessions stay valid until they expire");
+        if (ctx->mcf->redis_client != NULL && n > 0) {
+            ngx_log_error(NGX_LOG_WARN, ctx->r->connection->log, 0,
+                          "usermgmt: redis unavailable, revocations stay "
+                          "on this node until it returns");
+        }
+
         return answer ? answer(ctx) : ctx->rc;
     }
 
@@ -1154,7 +1119,10 @@ um_revoke_done(void *data, redisReply *reply, ngx_int_t status)
 
     if (status != UM_REDIS_OK || reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_WARN, ctx->r->connection->log, 0,
-                      "usermgmt: could not revoke access tokens in redis");
+                      "usermgmt: could not publish revocations to redis%s%s",
+                      reply && reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                      reply && reply->type == REDIS_REPLY_ERROR
+                      ? reply->str : "");
     }
 
     rc = ctx->resume ? ctx->resume(ctx) : ctx->rc;

@@ -12,7 +12,6 @@
 
 
 #define UM_MAX_TOKEN        8192
-#define UM_REVOKED_PREFIX   "usermgmt:revoked:"
 
 
 static ngx_int_t um_access_start(um_ctx_t *ctx,
@@ -374,46 +373,34 @@ um_identity_load(um_identity_t *id, json_t *claims)
 }
 
 
-/* one round trip: is the token, or its whole session, on the deny-list? */
+/*
+ * Is the token, or its whole session, on the deny-list?  The node's copy
+ * answers; Redis only while this worker's copy may be behind.
+ */
 static ngx_int_t
 um_check_revoked(um_ctx_t *ctx)
 {
-    u_char              *jti_key, *sid_key;
-    size_t               lens[3];
-    const char          *argv[3];
-    ngx_http_request_t  *r;
+    ngx_int_t  rc;
 
-    r = ctx->r;
+    rc = um_revoke_check(ctx->mcf, &ctx->id.jti, &ctx->id.sid);
 
-    if (ctx->mcf->redis_client == NULL) {
+    if (rc == 1) {
+        return um_access_refuse(ctx,
+                   um_send_unauthorized(ctx->r, "token revoked"));
+    }
+
+    if (rc == 0 || ctx->mcf->redis_client == NULL) {
         return um_access_decide(ctx);
     }
 
-    jti_key = ngx_pnalloc(r->pool, sizeof(UM_REVOKED_PREFIX) - 1
-                                   + ctx->id.jti.len);
-    sid_key = ngx_pnalloc(r->pool, sizeof(UM_REVOKED_PREFIX) - 1
-                                   + ctx->id.sid.len);
-
-    if (jti_key == NULL || sid_key == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    argv[0] = "EXISTS";
-    lens[0] = 6;
-    argv[1] = (char *) jti_key;
-    lens[1] = ngx_sprintf(jti_key, UM_REVOKED_PREFIX "%V", &ctx->id.jti)
-              - jti_key;
-    argv[2] = (char *) sid_key;
-    lens[2] = ngx_sprintf(sid_key, UM_REVOKED_PREFIX "%V", &ctx->id.sid)
-              - sid_key;
-
-    ctx->redis = um_redis_send(ctx->mcf->redis_client, um_revoked_done, ctx,
-                               3, argv, lens);
+    ctx->redis = um_revoke_ask(ctx->mcf, &ctx->id.jti, &ctx->id.sid,
+                               um_revoked_done, ctx);
 
     if (ctx->redis == NULL) {
         /*
-         * Redis is out of reach: the token is valid and short-lived, so
-         * traffic goes on; the Redis error counters show the gap.
+         * Redis is out of reach: the token is valid, short-lived, and not
+         * revoked on this node, so traffic goes on; the Redis error
+         * counters show the gap.
          */
         return um_access_decide(ctx);
     }
@@ -435,9 +422,7 @@ um_revoked_done(void *data, redisReply *reply, ngx_int_t status)
     c = r->connection;
     ctx->redis = NULL;
 
-    if (status == UM_REDIS_OK && reply->type == REDIS_REPLY_INTEGER
-        && reply->integer > 0)
-    {
+    if (status == UM_REDIS_OK && um_revoke_answer(reply)) {
         ctx->access_rc = um_access_refuse(ctx,
                              um_send_unauthorized(r, "token revoked"));
 

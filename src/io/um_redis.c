@@ -34,13 +34,14 @@ struct um_redis_cmd_s {
     um_redis_handler_pt  handler;
     void                *data;
     ngx_event_t          timer;
+    unsigned             subscription:1;
 };
 
 
 static ngx_int_t um_redis_connect(um_redis_t *rd);
 static void um_redis_drop(um_redis_t *rd);
 static void um_redis_backoff(um_redis_t *rd);
-static void um_redis_connected(const redisAsyncContext *ac, int status);
+static void um_redis_on_connect(const redisAsyncContext *ac, int status);
 static void um_redis_disconnected(const redisAsyncContext *ac, int status);
 static void um_redis_connect_timeout(ngx_event_t *ev);
 static void um_redis_event_handler(ngx_event_t *ev);
@@ -147,6 +148,53 @@ um_redis_cancel(um_redis_cmd_t *cmd)
     if (cmd->timer.timer_set) {
         ngx_del_timer(&cmd->timer);
     }
+}
+
+
+ngx_int_t
+um_redis_subscribe(um_redis_t *rd, const char *channel,
+    um_redis_handler_pt handler, void *data)
+{
+    um_redis_cmd_t  *cmd;
+    const char      *argv[2];
+
+    if (rd->ac == NULL) {
+        if ((ngx_msec_int_t) (rd->retry_at - ngx_current_msec) > 0
+            || um_redis_connect(rd) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    cmd = ngx_calloc(sizeof(um_redis_cmd_t), rd->log);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->rd = rd;
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->subscription = 1;
+
+    argv[0] = "SUBSCRIBE";
+    argv[1] = channel;
+
+    /* hiredis keeps this callback for every message of the channel */
+    if (redisAsyncCommandArgv(rd->ac, um_redis_reply, cmd, 2, argv, NULL)
+        != REDIS_OK)
+    {
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+um_redis_connected(um_redis_t *rd)
+{
+    return rd->ac != NULL && rd->connected;
 }
 
 
@@ -282,7 +330,7 @@ um_redis_connect(um_redis_t *rd)
     ac->ev.delWrite = um_redis_del_write;
     ac->ev.cleanup = um_redis_cleanup;
 
-    redisAsyncSetConnectCallback(ac, um_redis_connected);
+    redisAsyncSetConnectCallback(ac, um_redis_on_connect);
     redisAsyncSetDisconnectCallback(ac, um_redis_disconnected);
 
     rd->stats->connects++;
@@ -339,7 +387,7 @@ um_redis_backoff(um_redis_t *rd)
 
 
 static void
-um_redis_connected(const redisAsyncContext *ac, int status)
+um_redis_on_connect(const redisAsyncContext *ac, int status)
 {
     um_redis_t  *rd;
 
@@ -436,6 +484,15 @@ um_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     um_redis_handler_pt   handler;
 
     cmd = privdata;
+
+    if (cmd->subscription && r != NULL) {
+        /* one more message; the block lives until the channel closes */
+        if (cmd->handler != NULL) {
+            cmd->handler(cmd->data, r, UM_REDIS_OK);
+        }
+
+        return;
+    }
 
     if (cmd->timer.timer_set) {
         ngx_del_timer(&cmd->timer);

@@ -58,6 +58,15 @@ um_redis_cmd_t *um_redis_send(um_redis_t *rd, um_redis_handler_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen);
 void um_redis_cancel(um_redis_cmd_t *cmd);
 
+/*
+ * Subscribes to a channel: the handler gets every message, and a NULL
+ * reply once when the subscription ends (the connection was lost).  The
+ * connection must be used for nothing else.
+ */
+ngx_int_t um_redis_subscribe(um_redis_t *rd, const char *channel,
+    um_redis_handler_pt handler, void *data);
+ngx_uint_t um_redis_connected(um_redis_t *rd);
+
 ngx_msec_t um_redis_retry_after(um_redis_t *rd);
 
 char *um_redis_parse_addr(ngx_str_t *addr, um_redis_conf_t *conf);
