@@ -935,7 +935,7 @@ sub _check_valgrind {
         for my $line (split /\n/, $text . "\n==0== \n") {
             if ($line =~ /^==\d+==\s*$/) {
                 push @bad, "$file:\n$block"
-                    if $block =~ /Invalid read|Invalid write|Invalid free
+                    if $block =~ /Invalid\ read|Invalid\ write|Invalid\ free
                                   |uninitialised|definitely\ lost/x
                     && $block =~ /ngx_http_usermgmt|\bum_/;
                 $block = '';
