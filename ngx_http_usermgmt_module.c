@@ -467,8 +467,13 @@ ngx_http_usermgmt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     clcf->client_max_body_size = 0;
 
-    if ((off_t) clcf->client_body_buffer_size < conf->max_body) {
-        clcf->client_body_buffer_size = (size_t) conf->max_body;
+    /* room for the chunked framing of a body of the largest size */
+    if ((off_t) clcf->client_body_buffer_size
+        < conf->max_body + conf->max_body / 4 + 4096)
+    {
+        clcf->client_body_buffer_size = (size_t) (conf->max_body
+                                                  + conf->max_body / 4
+                                                  + 4096);
     }
 
     return NGX_CONF_OK;

@@ -15,7 +15,7 @@
 static void um_ctx_cleanup(void *data);
 static void um_body_ready(ngx_http_request_t *r);
 static ngx_int_t um_body_parse(um_ctx_t *ctx);
-static ngx_int_t um_check_content_type(ngx_http_request_t *r);
+static ngx_uint_t um_is_json_body(ngx_http_request_t *r);
 static ngx_int_t um_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void um_query_result(um_pg_query_t *q, PGresult *res);
@@ -127,9 +127,11 @@ ngx_http_usermgmt_content_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    rc = um_check_content_type(r);
-    if (rc != NGX_OK) {
-        return rc;
+    if (!um_is_json_body(r)) {
+        return um_send_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                             UM_UNSUPPORTED_MEDIA,
+                             "the body must be sent as application/json",
+                             NULL);
     }
 
     if (r->headers_in.content_length_n > lcf->max_body) {
@@ -530,17 +532,16 @@ um_body_ready(ngx_http_request_t *r)
         return;
     }
 
-    rc = um_body_parse(ctx);
-
-    if (rc == NGX_OK) {
-        rc = ctx->route->handler(ctx);
-
-        if (rc == NGX_DONE) {
-            return;
-        }
+    if (um_body_parse(ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, ctx->rc);
+        return;
     }
 
-    ngx_http_finalize_request(r, rc);
+    rc = ctx->route->handler(ctx);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
 }
 
 
@@ -559,9 +560,10 @@ um_body_parse(um_ctx_t *ctx)
     r = ctx->r;
 
     if (r->request_body == NULL || r->request_body->temp_file != NULL) {
-        return um_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                             UM_PAYLOAD_TOO_LARGE,
-                             "the request body is too large", NULL);
+        ctx->rc = um_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                UM_PAYLOAD_TOO_LARGE,
+                                "the request body is too large", NULL);
+        return NGX_DECLINED;
     }
 
     len = 0;
@@ -575,8 +577,9 @@ um_body_parse(um_ctx_t *ctx)
             return NGX_OK;
         }
 
-        return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
-                             "a JSON object body is required", NULL);
+        ctx->rc = um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                                "a JSON object body is required", NULL);
+        return NGX_DECLINED;
     }
 
     cl = r->request_body->bufs;
@@ -587,7 +590,8 @@ um_body_parse(um_ctx_t *ctx)
     } else {
         buf = ngx_pnalloc(r->pool, len);
         if (buf == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            ctx->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_DECLINED;
         }
 
         p = buf;
@@ -604,14 +608,16 @@ um_body_parse(um_ctx_t *ctx)
     if (body == NULL) {
         ngx_snprintf(msg, sizeof(msg) - 1, "malformed JSON at line %d, "
                      "column %d: %s%Z", err.line, err.column, err.text);
-        return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
-                             (char *) msg, NULL);
+        ctx->rc = um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                                (char *) msg, NULL);
+        return NGX_DECLINED;
     }
 
     if (!json_is_object(body)) {
         json_decref(body);
-        return um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
-                             "the body must be a JSON object", NULL);
+        ctx->rc = um_send_error(r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                                "the body must be a JSON object", NULL);
+        return NGX_DECLINED;
     }
 
     ctx->body = body;
@@ -620,19 +626,15 @@ um_body_parse(um_ctx_t *ctx)
 }
 
 
-static ngx_int_t
-um_check_content_type(ngx_http_request_t *r)
+/* no body at all (the parser then says what is missing), or JSON */
+static ngx_uint_t
+um_is_json_body(ngx_http_request_t *r)
 {
     u_char      *p, *last;
     ngx_str_t    type;
 
     if (r->headers_in.content_type == NULL) {
-        if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
-            /* no body at all: the parser says what is missing */
-            return NGX_OK;
-        }
-
-        goto unsupported;
+        return r->headers_in.content_length_n <= 0 && !r->headers_in.chunked;
     }
 
     type = r->headers_in.content_type->value;
@@ -648,22 +650,13 @@ um_check_content_type(ngx_http_request_t *r)
         && ngx_strncasecmp(type.data, (u_char *) "application/json",
                            type.len) == 0)
     {
-        return NGX_OK;
+        return 1;
     }
 
     /* application/merge-patch+json and the like */
-    if (type.len > 5
-        && ngx_strncasecmp(type.data, (u_char *) "application/", 12) == 0
-        && ngx_strncasecmp(p - 5, (u_char *) "+json", 5) == 0)
-    {
-        return NGX_OK;
-    }
-
-unsupported:
-
-    return um_send_error(r, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                         UM_UNSUPPORTED_MEDIA,
-                         "the body must be sent as application/json", NULL);
+    return type.len > 17
+           && ngx_strncasecmp(type.data, (u_char *) "application/", 12) == 0
+           && ngx_strncasecmp(p - 5, (u_char *) "+json", 5) == 0;
 }
 
 
@@ -676,6 +669,7 @@ static ngx_int_t
 um_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_chain_t                   *cl;
+    ngx_http_request_body_t       *rb;
     um_ctx_t                      *ctx;
     ngx_http_usermgmt_loc_conf_t  *lcf;
 
@@ -695,8 +689,26 @@ um_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         ctx->body_size += ngx_buf_size(cl->buf);
     }
 
-    if (ctx->body_size > lcf->max_body) {
+    /*
+     * Over the limit; or the buffer (sized for the limit) is full while the
+     * body goes on, which chunked framing of tiny chunks can cause: nginx
+     * would then spool to a file, and the API keeps bodies in memory.
+     */
+    rb = r->request_body;
+
+    if (!ctx->body_too_large
+        && (ctx->body_size > lcf->max_body
+            || (rb->buf != NULL && rb->buf->last == rb->buf->end
+                && rb->rest > 0)))
+    {
         ctx->body_too_large = 1;
+
+        /* what was kept so far is dropped too, so the buffer frees up */
+        for (cl = rb->bufs; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+        }
+
+        rb->bufs = NULL;
     }
 
     if (!ctx->body_too_large) {

@@ -565,15 +565,18 @@ um_pg_connect_poll(um_pg_conn_t *pc)
 static void
 um_pg_idle_read(um_pg_conn_t *pc)
 {
-    PGnotify  *n;
+    PGnotify      *n;
+    um_pg_pool_t  *pool;
+
+    pool = pc->pool;
 
     if (!PQconsumeInput(pc->pg) || PQstatus(pc->pg) == CONNECTION_BAD) {
-        ngx_log_error(NGX_LOG_WARN, pc->pool->log, 0,
+        ngx_log_error(NGX_LOG_WARN, pool->log, 0,
                       "usermgmt: idle postgres connection closed: %s",
                       PQerrorMessage(pc->pg));
-        pc->pool->stats->errors++;
+        pool->stats->errors++;
         um_pg_close(pc);
-        um_pg_count(pc->pool);
+        um_pg_count(pool);
         return;
     }
 
