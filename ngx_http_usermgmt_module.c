@@ -113,6 +113,20 @@ static ngx_command_t  ngx_http_usermgmt_commands[] = {
       0,
       NULL },
 
+    { ngx_string("usermgmt_limit_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_usermgmt_limit_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("usermgmt_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_usermgmt_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("usermgmt_jwt_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_http_usermgmt_jwt_key,
@@ -423,6 +437,7 @@ ngx_http_usermgmt_create_loc_conf(ngx_conf_t *cf)
     lcf->max_body = NGX_CONF_UNSET;
     lcf->auth = NGX_CONF_UNSET_UINT;
     lcf->requires = NGX_CONF_UNSET_PTR;
+    lcf->limits = NGX_CONF_UNSET_PTR;
 
     return lcf;
 }
@@ -444,6 +459,19 @@ ngx_http_usermgmt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_off_value(conf->max_body, prev->max_body, NGX_CONF_UNSET);
     ngx_conf_merge_uint_value(conf->auth, prev->auth, UM_AUTH_OFF);
     ngx_conf_merge_ptr_value(conf->requires, prev->requires, NULL);
+
+    if (conf->limits == NGX_CONF_UNSET_PTR) {
+        conf->limits = (prev->limits == NGX_CONF_UNSET_PTR) ? NULL
+                                                             : prev->limits;
+        conf->limit_after_body = prev->limit_after_body;
+    }
+
+    if (conf->limit_after_body && conf->content != UM_CONTENT_API) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "a \"usermgmt_limit\" zone with key=account "
+                           "needs a \"usermgmt_api\" location");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->content != UM_CONTENT_API) {
         return NGX_CONF_OK;
@@ -497,7 +525,8 @@ ngx_http_usermgmt_postconfiguration(ngx_conf_t *cf)
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_usermgmt_module);
 
     if (um_metrics_add_zone(cf, mcf) != NGX_OK
-        || um_revoke_add_zone(cf, mcf) != NGX_OK)
+        || um_revoke_add_zone(cf, mcf) != NGX_OK
+        || um_limit_add_zone(cf, mcf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -511,12 +540,25 @@ ngx_http_usermgmt_postconfiguration(ngx_conf_t *cf)
 
     *h = um_metrics_log_handler;
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    /*
+     * Limits, then the token, at the start of the rewrite phase: before
+     * the location's "return" and "rewrite" (nginx runs a phase's handlers
+     * in the reverse order of their registration, and a dynamic module's
+     * ahead of the built-in ones).
+     */
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
     *h = ngx_http_usermgmt_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_usermgmt_limit_handler;
 
     return um_request_body_filter_init();
 }

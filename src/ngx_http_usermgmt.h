@@ -38,6 +38,17 @@
 #define UM_AUTH_ON          1
 #define UM_AUTH_OPTIONAL    2
 
+/* usermgmt_limit_zone */
+#define UM_LIMIT_KEY_IP        0
+#define UM_LIMIT_KEY_USER      1
+#define UM_LIMIT_KEY_TENANT    2
+#define UM_LIMIT_KEY_ACCOUNT   3
+#define UM_LIMIT_KEY_VAR       4
+
+#define UM_LIMIT_FAIL_LOCAL    0
+#define UM_LIMIT_FAIL_OPEN     1
+#define UM_LIMIT_FAIL_CLOSED   2
+
 /* usermgmt_require */
 #define UM_REQUIRE_ROLE        1
 #define UM_REQUIRE_PERMISSION  2
@@ -56,6 +67,11 @@ typedef struct {
 
     ngx_shm_zone_t         *metrics_zone;
     ngx_shm_zone_t         *revoke_zone;
+
+    /* rate limits */
+    ngx_array_t            *limit_zones;    /* um_limit_zone_t */
+    ngx_shm_zone_t         *limit_zone;
+    u_char                  limit_sha[41];
 
     /* tokens */
     ngx_array_t            *jwt_keys;       /* um_jwt_key_t, first signs */
@@ -85,6 +101,26 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t               role;           /* NUL-terminated */
+    ngx_uint_t              count;
+    ngx_msec_t              period;
+} um_limit_tier_t;
+
+
+typedef struct {
+    ngx_str_t               name;
+    ngx_uint_t              index;
+    ngx_uint_t              key;            /* UM_LIMIT_KEY_* */
+    ngx_http_complex_value_t  *var;
+    ngx_uint_t              count;          /* requests per period */
+    ngx_msec_t              period;
+    ngx_uint_t              burst;          /* 0: the count */
+    ngx_array_t            *tiers;          /* um_limit_tier_t */
+    ngx_uint_t              fail;           /* UM_LIMIT_FAIL_* */
+} um_limit_zone_t;
+
+
+typedef struct {
     ngx_uint_t              type;           /* UM_REQUIRE_* */
     ngx_str_t               value;
 } um_require_t;
@@ -95,6 +131,8 @@ typedef struct {
     off_t                   max_body;       /* client_max_body_size */
     ngx_uint_t              auth;           /* UM_AUTH_* */
     ngx_array_t            *requires;       /* um_require_t */
+    ngx_array_t            *limits;         /* indexes of limit zones */
+    ngx_uint_t              limit_after_body;
 } ngx_http_usermgmt_loc_conf_t;
 
 
@@ -127,8 +165,15 @@ struct um_ctx_s {
 
     um_identity_t           id;
     ngx_int_t               access_rc;
+    ngx_int_t               verify_rc;
+    const char             *verify_reason;
+    void                   *limit;          /* the limit check under way */
+    ngx_int_t               limit_rc;
     unsigned                routed:1;
+    unsigned                verified:1;
     unsigned                authenticated:1;
+    unsigned                limit_done:1;
+    unsigned                limit_waiting:1;
     unsigned                access_done:1;
     unsigned                access_waiting:1;
 

@@ -1,5 +1,5 @@
 /*
- * The access phase: verify the bearer token in-process, check that it was
+ * Access control: verify the bearer token in-process, check that it was
  * not revoked (one Redis round trip), check the tenant and the permission
  * the route or the location requires, and keep the identity in the request
  * context for the content handler, the variables and the upstream.
@@ -61,6 +61,7 @@ static ngx_http_variable_t  um_variables[] = {
 ngx_int_t
 ngx_http_usermgmt_access_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                      rc;
     um_ctx_t                      *ctx;
     ngx_http_usermgmt_loc_conf_t  *lcf;
 
@@ -76,23 +77,38 @@ ngx_http_usermgmt_access_handler(ngx_http_request_t *r)
 
     if (ctx != NULL && ctx->access_done) {
         /* back from Redis */
-        return ctx->access_rc;
-    }
+        rc = ctx->access_rc;
 
-    if (ctx != NULL && ctx->access_waiting) {
-        return NGX_AGAIN;
-    }
+    } else if (ctx != NULL && ctx->access_waiting) {
+        return NGX_DONE;
 
-    if (ctx == NULL) {
-        ctx = um_ctx_create(r);
+    } else {
         if (ctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            ctx = um_ctx_create(r);
+            if (ctx == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->metric = UM_METRIC_PROTECTED;
         }
 
-        ctx->metric = UM_METRIC_PROTECTED;
+        rc = um_access_start(ctx, lcf);
     }
 
-    return um_access_start(ctx, lcf);
+    /*
+     * The handler runs in the rewrite phase, ahead of the location's own
+     * "return" and "rewrite", so that they too are protected: there
+     * NGX_DECLINED goes on and NGX_DONE waits (or has finished).
+     */
+    if (rc == NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return NGX_DONE;
+    }
+
+    return rc;
 }
 
 
@@ -210,16 +226,10 @@ um_send_unauthorized(ngx_http_request_t *r, const char *description)
 static ngx_int_t
 um_access_start(um_ctx_t *ctx, ngx_http_usermgmt_loc_conf_t *lcf)
 {
-    json_t                         *claims;
-    ngx_int_t                       rc;
-    ngx_str_t                       token;
-    const char                     *reason;
-    um_jwt_verify_t                 opts;
-    ngx_http_request_t             *r;
-    ngx_http_usermgmt_main_conf_t  *mcf;
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
 
     r = ctx->r;
-    mcf = ctx->mcf;
 
     if (lcf->content == UM_CONTENT_API) {
         ctx->metric = UM_METRIC_UNMATCHED;
@@ -234,7 +244,7 @@ um_access_start(um_ctx_t *ctx, ngx_http_usermgmt_loc_conf_t *lcf)
         }
     }
 
-    rc = um_bearer(r, &token);
+    rc = ctx->verified ? ctx->verify_rc : um_access_verify(ctx);
 
     if (rc == NGX_DECLINED) {
         if (lcf->content != UM_CONTENT_API && lcf->auth == UM_AUTH_OPTIONAL) {
@@ -244,9 +254,46 @@ um_access_start(um_ctx_t *ctx, ngx_http_usermgmt_loc_conf_t *lcf)
         return um_access_refuse(ctx, um_send_unauthorized(r, NULL));
     }
 
-    if (rc != NGX_OK || mcf->jwt_keys == NULL) {
+    if (rc != NGX_OK) {
         return um_access_refuse(ctx,
-                   um_send_unauthorized(r, "malformed authorization"));
+                   um_send_unauthorized(r, ctx->verify_reason));
+    }
+
+    return um_check_revoked(ctx);
+}
+
+
+/*
+ * Verifies the bearer token once per request (the limiter may need the
+ * identity before the access phase).  NGX_OK: ctx->id is the caller.
+ * NGX_DECLINED: no token.  NGX_ERROR: a bad one, ctx->verify_reason says
+ * why.
+ */
+ngx_int_t
+um_access_verify(um_ctx_t *ctx)
+{
+    json_t                         *claims;
+    ngx_int_t                       rc;
+    ngx_str_t                       token;
+    const char                     *reason;
+    um_jwt_verify_t                 opts;
+    ngx_http_usermgmt_main_conf_t  *mcf;
+
+    mcf = ctx->mcf;
+    ctx->verified = 1;
+
+    rc = um_bearer(ctx->r, &token);
+
+    if (rc == NGX_DECLINED) {
+        ctx->verify_rc = NGX_DECLINED;
+        return NGX_DECLINED;
+    }
+
+    ctx->verify_rc = NGX_ERROR;
+
+    if (rc != NGX_OK || mcf->jwt_keys == NULL) {
+        ctx->verify_reason = "malformed authorization";
+        return NGX_ERROR;
     }
 
     ngx_memzero(&opts, sizeof(um_jwt_verify_t));
@@ -266,17 +313,27 @@ um_access_start(um_ctx_t *ctx, ngx_http_usermgmt_loc_conf_t *lcf)
                       &reason)
         != 0)
     {
-        return um_access_refuse(ctx, um_send_unauthorized(r, reason));
+        ctx->verify_reason = reason;
+        return NGX_ERROR;
     }
 
     if (um_identity_load(&ctx->id, claims) != NGX_OK) {
-        return um_access_refuse(ctx,
-                   um_send_unauthorized(r, "incomplete token"));
+        ctx->verify_reason = "incomplete token";
+        return NGX_ERROR;
     }
 
     ctx->authenticated = 1;
+    ctx->verify_rc = NGX_OK;
 
-    return um_check_revoked(ctx);
+    return NGX_OK;
+}
+
+
+/* a role the token names; unlike um_has_role() a super admin has no more */
+ngx_int_t
+um_has_role_exactly(um_ctx_t *ctx, const char *role)
+{
+    return um_json_has(ctx->id.roles, role, ngx_strlen(role));
 }
 
 

@@ -60,11 +60,27 @@ void um_route_label(ngx_uint_t slot, ngx_str_t *method, ngx_str_t *path);
 
 /* um_access.c */
 ngx_int_t ngx_http_usermgmt_access_handler(ngx_http_request_t *r);
+ngx_int_t um_access_verify(um_ctx_t *ctx);
+ngx_int_t um_has_role_exactly(um_ctx_t *ctx, const char *role);
 ngx_int_t um_access_add_variables(ngx_conf_t *cf);
 ngx_int_t um_has_role(um_ctx_t *ctx, const char *role);
 ngx_int_t um_has_permission(um_ctx_t *ctx, const char *perm);
 ngx_int_t um_send_unauthorized(ngx_http_request_t *r,
     const char *description);
+
+
+/* um_limit.c */
+ngx_int_t ngx_http_usermgmt_limit_handler(ngx_http_request_t *r);
+ngx_int_t um_limit_after_body(um_ctx_t *ctx,
+    ngx_int_t (*resume)(um_ctx_t *ctx, ngx_int_t rc));
+ngx_int_t um_limit_add_zone(ngx_conf_t *cf,
+    ngx_http_usermgmt_main_conf_t *mcf);
+u_char *um_limit_metrics(ngx_http_usermgmt_main_conf_t *mcf, u_char *p);
+size_t um_limit_metrics_size(ngx_http_usermgmt_main_conf_t *mcf);
+char *ngx_http_usermgmt_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_usermgmt_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 /* um_revoke.c */

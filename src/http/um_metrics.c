@@ -224,7 +224,8 @@ um_metrics_prometheus(ngx_http_request_t *r)
     m = mcf->metrics_zone->data;
 
     /* a line is at most ~200 bytes */
-    size = 4096 + m->nslots * (UM_NSTATUS + UM_NBUCKETS + 4) * 200;
+    size = 4096 + m->nslots * (UM_NSTATUS + UM_NBUCKETS + 4) * 200
+           + um_limit_metrics_size(mcf);
 
     body = ngx_pnalloc(r->pool, size);
     if (body == NULL) {
@@ -378,6 +379,8 @@ um_metrics_prometheus(ngx_http_request_t *r)
                            "Redis connections opened.", rs.connects, 0);
     p = um_metrics_counter(p, "usermgmt_workers",
                            "Worker processes reporting.", live, 1);
+
+    p = um_limit_metrics(mcf, p);
 
     return um_send(r, NGX_HTTP_OK, &type, body, p - body);
 }

@@ -20,6 +20,7 @@ static ngx_int_t um_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void um_query_result(um_pg_query_t *q, PGresult *res);
 static void um_offload_done(void *data);
+static ngx_int_t um_body_limited(um_ctx_t *ctx, ngx_int_t rc);
 
 
 static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
@@ -537,6 +538,18 @@ um_body_ready(ngx_http_request_t *r)
         return;
     }
 
+    /* limits keyed by the account of the body */
+    rc = um_limit_after_body(ctx, um_body_limited);
+
+    if (rc == NGX_DONE) {
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, ctx->rc);
+        return;
+    }
+
     rc = ctx->route->handler(ctx);
 
     if (rc != NGX_DONE) {
@@ -791,4 +804,21 @@ um_offload_done(void *data)
     } else {
         ngx_http_run_posted_requests(r->connection);
     }
+}
+
+
+/* back from the limiter that waited for the body: run the endpoint */
+static ngx_int_t
+um_body_limited(um_ctx_t *ctx, ngx_int_t rc)
+{
+    if (rc == NGX_DONE) {
+        /* refused: the answer is sent and the request finished */
+        return NGX_DONE;
+    }
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ctx->route->handler(ctx);
 }

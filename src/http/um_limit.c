@@ -1,0 +1,1280 @@
+/*
+ * Rate limits: GCRA (a token bucket kept as one timestamp per key) in
+ * Redis, so a limit holds across workers and nodes.  Every limit of a
+ * request is decided by one Lua script call: one round trip, and either
+ * all limits take the request or none does.
+ *
+ * For key = ip | user | tenant | $variable the check runs at the start of
+ * the rewrite phase (before "return" and before the token check); for key = account (the email or username of the body) it runs
+ * once the body is read, just before the handler.
+ *
+ * When Redis cannot answer within its timeout, each zone does what its
+ * "fail=" says: open (allow), closed (503), or local (the same GCRA in
+ * this node's shared memory, so a node still limits on its own).
+ */
+
+#include "um_http.h"
+#include "um_fields.h"
+
+#include <openssl/sha.h>
+
+
+#define UM_LIMIT_SLOTS     65536
+#define UM_LIMIT_PROBES    16
+#define UM_LIMIT_PREFIX    "usermgmt:rl:"
+
+#define UM_LIMIT_ALLOWED   0
+#define UM_LIMIT_LIMITED   1
+#define UM_LIMIT_OPEN      2
+#define UM_LIMIT_LOCAL     3
+#define UM_LIMIT_CLOSED    4
+#define UM_LIMIT_RESULTS   5
+
+
+/*
+ * KEYS: one per limit.  ARGV: per limit, the emission interval (ms) and
+ * the bucket size.  Returns allowed, then per limit: remaining, the wait
+ * before a retry (ms), the time until the bucket is full (ms).
+ */
+static const char  um_limit_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "local allowed, out, tats = 1, {}, {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local ei = tonumber(ARGV[2 * i - 1])\n"
+    "  local cap = tonumber(ARGV[2 * i])\n"
+    "  local tat = tonumber(redis.call('GET', KEYS[i]) or now)\n"
+    "  if tat < now then tat = now end\n"
+    "  local new = tat + ei\n"
+    "  local diff = now - (new - cap * ei)\n"
+    "  if diff < 0 then\n"
+    "    allowed = 0\n"
+    "    out[3 * i - 2] = 0\n"
+    "    out[3 * i - 1] = math.ceil(-diff)\n"
+    "    out[3 * i] = math.ceil(tat - now)\n"
+    "  else\n"
+    "    out[3 * i - 2] = math.floor(diff / ei)\n"
+    "    out[3 * i - 1] = 0\n"
+    "    out[3 * i] = math.ceil(new - now)\n"
+    "  end\n"
+    "  tats[i] = new\n"
+    "end\n"
+    "if allowed == 1 then\n"
+    "  for i = 1, #KEYS do\n"
+    "    redis.call('SET', KEYS[i], tats[i], 'PX',\n"
+    "               math.max(1, math.ceil(tats[i] - now)))\n"
+    "  end\n"
+    "end\n"
+    "table.insert(out, 1, allowed)\n"
+    "return out\n";
+
+
+typedef struct {
+    uint64_t               hash;
+    int64_t                tat;        /* ms */
+} um_limit_entry_t;
+
+
+typedef struct {
+    ngx_atomic_t           results[UM_LIMIT_RESULTS];
+} um_limit_stats_t;
+
+
+typedef struct {
+    ngx_uint_t             nslots;
+    ngx_uint_t             nzones;
+    um_limit_stats_t      *stats;      /* nzones */
+    um_limit_entry_t       slots[1];
+} um_limit_shm_t;
+
+
+/* one limit of a request */
+typedef struct {
+    um_limit_zone_t       *zone;
+    u_char                *key;
+    size_t                 key_len;
+    double                 interval;   /* ms between requests */
+    ngx_uint_t             capacity;
+    ngx_uint_t             count;      /* for the headers */
+    ngx_msec_t             period;
+    int64_t                remaining;
+    int64_t                retry;      /* ms */
+    int64_t                reset;      /* ms */
+} um_limit_check_t;
+
+
+typedef struct {
+    um_limit_check_t      *checks;
+    ngx_uint_t             n;
+    ngx_int_t            (*resume)(um_ctx_t *ctx, ngx_int_t rc);
+    unsigned               evalsha:1;
+} um_limit_run_t;
+
+
+static ngx_int_t um_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+static ngx_int_t um_limit_start(um_ctx_t *ctx,
+    ngx_int_t (*resume)(um_ctx_t *ctx, ngx_int_t rc));
+static ngx_int_t um_limit_prepare(um_ctx_t *ctx, um_limit_run_t *run);
+static ngx_int_t um_limit_send(um_ctx_t *ctx, ngx_uint_t evalsha);
+static void um_limit_reply(void *data, redisReply *reply, ngx_int_t status);
+static ngx_int_t um_limit_fallback(um_ctx_t *ctx);
+static ngx_int_t um_limit_local(um_ctx_t *ctx, um_limit_check_t *c);
+static ngx_int_t um_limit_decide(um_ctx_t *ctx, ngx_uint_t allowed);
+static ngx_int_t um_limit_headers(um_ctx_t *ctx);
+static ngx_int_t um_limit_resume_phases(um_ctx_t *ctx, ngx_int_t rc);
+static void um_limit_count(ngx_http_usermgmt_main_conf_t *mcf,
+    um_limit_zone_t *zone, ngx_uint_t result);
+static int64_t um_limit_now_ms(void);
+static ngx_int_t um_limit_parse_rate(ngx_str_t *s, ngx_uint_t *count,
+    ngx_msec_t *period);
+
+
+static const char  *um_limit_result_names[] = {
+    "allowed", "limited", "fail_open", "fail_local", "fail_closed"
+};
+
+
+ngx_int_t
+ngx_http_usermgmt_limit_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    um_ctx_t                      *ctx;
+    ngx_http_usermgmt_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_usermgmt_module);
+
+    if (lcf->limits == NULL || r != r->main || lcf->limit_after_body == 1) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_usermgmt_module);
+
+    if (ctx != NULL && ctx->limit_done) {
+        rc = ctx->limit_rc;
+
+    } else if (ctx != NULL && ctx->limit_waiting) {
+        return NGX_DONE;
+
+    } else {
+        if (ctx == NULL) {
+            ctx = um_ctx_create(r);
+            if (ctx == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->metric = UM_METRIC_PROTECTED;
+        }
+
+        rc = um_limit_start(ctx, um_limit_resume_phases);
+    }
+
+    /* in the rewrite phase, NGX_DONE waits (or has finished) */
+    return (rc == NGX_AGAIN) ? NGX_DONE : rc;
+}
+
+
+/*
+ * The limits of a location whose key is the account of the body: run by
+ * the content handler once the body is parsed.  NGX_OK: go on.  NGX_DONE:
+ * resume(ctx, rc) is called later.  Otherwise the answer was sent and
+ * ctx->rc says what to return.
+ */
+ngx_int_t
+um_limit_after_body(um_ctx_t *ctx, ngx_int_t (*resume)(um_ctx_t *ctx,
+    ngx_int_t rc))
+{
+    ngx_int_t                      rc;
+    ngx_http_usermgmt_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(ctx->r, ngx_http_usermgmt_module);
+
+    if (lcf->limits == NULL || lcf->limit_after_body != 1
+        || ctx->limit_done)
+    {
+        return NGX_OK;
+    }
+
+    rc = um_limit_start(ctx, resume);
+
+    if (rc == NGX_AGAIN || rc == NGX_DONE) {
+        /* asking Redis, or refused and finished */
+        return NGX_DONE;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    ctx->rc = rc;
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+um_limit_resume_phases(um_ctx_t *ctx, ngx_int_t rc)
+{
+    ngx_http_core_run_phases(ctx->r);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * NGX_DECLINED: allowed now.  NGX_AGAIN: asking Redis.  NGX_DONE: refused,
+ * the answer sent and the request finished.
+ */
+static ngx_int_t
+um_limit_start(um_ctx_t *ctx, ngx_int_t (*resume)(um_ctx_t *ctx,
+    ngx_int_t rc))
+{
+    um_limit_run_t  *run;
+
+    run = ngx_pcalloc(ctx->r->pool, sizeof(um_limit_run_t));
+    if (run == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    run->resume = resume;
+    ctx->limit = run;
+
+    if (um_limit_prepare(ctx, run) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->mcf->redis_client == NULL) {
+        return um_limit_fallback(ctx);
+    }
+
+    return um_limit_send(ctx, 1);
+}
+
+
+/* the key and the rate of every limit of the location */
+static ngx_int_t
+um_limit_prepare(um_ctx_t *ctx, um_limit_run_t *run)
+{
+    u_char                        *p;
+    ngx_str_t                      value, tenant;
+    ngx_uint_t                     i, j;
+    const char                    *account;
+    ngx_uint_t                    *index;
+    um_limit_tier_t               *tier;
+    um_limit_zone_t               *zones, *zone;
+    um_limit_check_t              *c;
+    ngx_http_request_t            *r;
+    ngx_http_usermgmt_loc_conf_t  *lcf;
+    u_char                         md[SHA_DIGEST_LENGTH];
+    static const char              hex[] = "0123456789abcdef";
+
+    r = ctx->r;
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_usermgmt_module);
+
+    zones = ctx->mcf->limit_zones->elts;
+    index = lcf->limits->elts;
+    run->n = lcf->limits->nelts;
+
+    run->checks = ngx_pcalloc(r->pool, run->n * sizeof(um_limit_check_t));
+    if (run->checks == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the identity, for per-user and per-tenant keys and for tiers */
+    if (!ctx->verified) {
+        (void) um_access_verify(ctx);
+    }
+
+    for (i = 0; i < run->n; i++) {
+        zone = &zones[index[i]];
+        c = &run->checks[i];
+        c->zone = zone;
+        c->count = zone->count;
+        c->period = zone->period;
+
+        /* the highest tier of the caller's roles */
+        if (zone->tiers != NULL && ctx->authenticated) {
+            tier = zone->tiers->elts;
+
+            for (j = 0; j < zone->tiers->nelts; j++) {
+                if (um_has_role_exactly(ctx, (char *) tier[j].role.data)
+                    && (double) tier[j].count / tier[j].period
+                       > (double) c->count / c->period)
+                {
+                    c->count = tier[j].count;
+                    c->period = tier[j].period;
+                }
+            }
+        }
+
+        c->capacity = zone->burst ? zone->burst : c->count;
+        c->interval = (double) c->period / c->count;
+
+        switch (zone->key) {
+
+        case UM_LIMIT_KEY_USER:
+            value = ctx->authenticated ? ctx->id.user_id
+                                       : r->connection->addr_text;
+            break;
+
+        case UM_LIMIT_KEY_TENANT:
+            tenant = ctx->id.tenant_id;
+            value = ctx->authenticated ? tenant : r->connection->addr_text;
+            break;
+
+        case UM_LIMIT_KEY_ACCOUNT:
+            account = um_field_str(ctx, "email");
+
+            if (account == NULL) {
+                account = um_field_str(ctx, "username");
+            }
+
+            if (account == NULL) {
+                value = r->connection->addr_text;
+
+            } else {
+                value.len = ngx_strlen(account);
+                value.data = ngx_pnalloc(r->pool, value.len);
+                if (value.data == NULL) {
+                    return NGX_ERROR;
+                }
+
+                /* the same account whatever its spelling */
+                ngx_strlow(value.data, (u_char *) account, value.len);
+            }
+
+            break;
+
+        case UM_LIMIT_KEY_VAR:
+            if (ngx_http_complex_value(r, zone->var, &value) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        default: /* UM_LIMIT_KEY_IP */
+            value = r->connection->addr_text;
+            break;
+        }
+
+        /* a fixed-size key, whatever the value */
+        SHA1(value.data, value.len, md);
+
+        c->key_len = sizeof(UM_LIMIT_PREFIX) - 1 + zone->name.len + 1
+                     + 2 * SHA_DIGEST_LENGTH;
+        c->key = ngx_pnalloc(r->pool, c->key_len);
+        if (c->key == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(c->key, UM_LIMIT_PREFIX "%V:", &zone->name);
+
+        for (j = 0; j < SHA_DIGEST_LENGTH; j++) {
+            *p++ = hex[md[j] >> 4];
+            *p++ = hex[md[j] & 0x0f];
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+um_limit_send(um_ctx_t *ctx, ngx_uint_t evalsha)
+{
+    u_char          *p;
+    size_t          *lens;
+    ngx_uint_t       i, k, argc;
+    const char     **argv;
+    um_limit_run_t  *run;
+
+    run = ctx->limit;
+    run->evalsha = evalsha;
+
+    argc = 3 + 3 * run->n;
+
+    argv = ngx_palloc(ctx->r->pool, argc * sizeof(char *));
+    lens = ngx_palloc(ctx->r->pool, argc * sizeof(size_t));
+
+    if (argv == NULL || lens == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* EVALSHA runs the cached script; NOSCRIPT brings the text once */
+    if (evalsha) {
+        argv[0] = "EVALSHA";
+        argv[1] = (char *) ctx->mcf->limit_sha;
+
+    } else {
+        argv[0] = "EVAL";
+        argv[1] = um_limit_script;
+    }
+
+    argv[2] = (char *) um_pint(ctx, run->n);
+
+    if (argv[2] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    k = 3;
+
+    for (i = 0; i < run->n; i++) {
+        argv[k] = (char *) run->checks[i].key;
+        lens[k] = run->checks[i].key_len;
+        k++;
+    }
+
+    for (i = 0; i < run->n; i++) {
+        p = ngx_pnalloc(ctx->r->pool, 64);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        argv[k] = (char *) p;
+        lens[k] = ngx_snprintf(p, 64, "%.3f", run->checks[i].interval) - p;
+        k++;
+
+        argv[k] = (char *) um_pint(ctx, run->checks[i].capacity);
+        if (argv[k] == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        lens[k] = ngx_strlen(argv[k]);
+        k++;
+    }
+
+    for (i = 0; i < 3; i++) {
+        lens[i] = ngx_strlen(argv[i]);
+    }
+
+    ctx->redis = um_redis_send(ctx->mcf->redis_client, um_limit_reply, ctx,
+                               argc, argv, lens);
+
+    if (ctx->redis == NULL) {
+        return um_limit_fallback(ctx);
+    }
+
+    ctx->limit_waiting = 1;
+
+    return NGX_AGAIN;
+}
+
+
+static void
+um_limit_reply(void *data, redisReply *reply, ngx_int_t status)
+{
+    um_ctx_t            *ctx = data;
+    size_t               i;
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    um_limit_run_t      *run;
+    um_limit_check_t    *check;
+    ngx_http_request_t  *r;
+
+    r = ctx->r;
+    c = r->connection;
+    run = ctx->limit;
+    ctx->redis = NULL;
+
+    if (status == UM_REDIS_OK && reply->type == REDIS_REPLY_ERROR
+        && run->evalsha && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        /* the server lost its scripts (restart, SCRIPT FLUSH) */
+        rc = um_limit_send(ctx, 0);
+
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+    } else if (status != UM_REDIS_OK || reply->type != REDIS_REPLY_ARRAY
+               || reply->elements != 1 + 3 * run->n)
+    {
+        if (status == UM_REDIS_OK && reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "usermgmt: rate limit script failed: %s",
+                          reply->str);
+        }
+
+        rc = um_limit_fallback(ctx);
+
+    } else {
+        for (i = 0; i < run->n; i++) {
+            check = &run->checks[i];
+            check->remaining = reply->element[1 + 3 * i]->integer;
+            check->retry = reply->element[2 + 3 * i]->integer;
+            check->reset = reply->element[3 + 3 * i]->integer;
+        }
+
+        rc = um_limit_decide(ctx, reply->element[0]->integer == 1);
+    }
+
+    ctx->limit_waiting = 0;
+    ctx->limit_done = 1;
+    ctx->limit_rc = rc;
+
+    if (rc != NGX_DONE || run->resume != um_limit_resume_phases) {
+        rc = run->resume(ctx, rc);
+
+        if (rc != NGX_DONE) {
+            um_finish(ctx, rc);
+        }
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* Redis did not answer: each zone as its "fail=" says */
+static ngx_int_t
+um_limit_fallback(um_ctx_t *ctx)
+{
+    ngx_str_t         retry = ngx_string("1");
+    ngx_uint_t        i, allowed;
+    um_limit_run_t   *run;
+    um_limit_check_t *c;
+
+    run = ctx->limit;
+
+    for (i = 0; i < run->n; i++) {
+        if (run->checks[i].zone->fail == UM_LIMIT_FAIL_CLOSED) {
+            um_limit_count(ctx->mcf, run->checks[i].zone, UM_LIMIT_CLOSED);
+
+            ctx->limit_done = 1;
+
+            if (um_header_add(ctx->r, "Retry-After", &retry) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_http_finalize_request(ctx->r,
+                um_send_error(ctx->r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                              UM_SERVICE_UNAVAILABLE,
+                              "rate limiting is unavailable",
+                              json_pack("[{ss ss}]", "dependency", "redis",
+                                        "status", "unavailable")));
+            return NGX_DONE;
+        }
+    }
+
+    allowed = 1;
+
+    for (i = 0; i < run->n; i++) {
+        c = &run->checks[i];
+
+        if (c->zone->fail == UM_LIMIT_FAIL_OPEN) {
+            c->remaining = -1;
+            um_limit_count(ctx->mcf, c->zone, UM_LIMIT_OPEN);
+            continue;
+        }
+
+        um_limit_count(ctx->mcf, c->zone, UM_LIMIT_LOCAL);
+
+        if (um_limit_local(ctx, c) != NGX_OK) {
+            allowed = 0;
+        }
+    }
+
+    return um_limit_decide(ctx, allowed);
+}
+
+
+/* the same GCRA, in this node's shared memory */
+static ngx_int_t
+um_limit_local(um_ctx_t *ctx, um_limit_check_t *c)
+{
+    int64_t            now, tat, new, diff;
+    uint64_t           h;
+    ngx_uint_t         i, slot, pick;
+    um_limit_shm_t    *shm;
+    ngx_slab_pool_t   *shpool;
+    u_char             md[SHA_DIGEST_LENGTH];
+
+    shm = ctx->mcf->limit_zone->data;
+    shpool = (ngx_slab_pool_t *) ctx->mcf->limit_zone->shm.addr;
+
+    SHA1(c->key, c->key_len, md);
+    ngx_memcpy(&h, md, sizeof(h));
+    h |= 1;
+
+    now = um_limit_now_ms();
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    pick = shm->nslots;
+
+    for (i = 0; i < UM_LIMIT_PROBES; i++) {
+        slot = (h + i) % shm->nslots;
+
+        if (shm->slots[slot].hash == h) {
+            pick = slot;
+            break;
+        }
+
+        /* an empty or long-expired slot, or else the oldest */
+        if (pick == shm->nslots
+            || shm->slots[slot].tat < shm->slots[pick].tat)
+        {
+            pick = slot;
+        }
+    }
+
+    tat = (shm->slots[pick].hash == h) ? shm->slots[pick].tat : now;
+
+    if (tat < now) {
+        tat = now;
+    }
+
+    new = tat + (int64_t) c->interval;
+    diff = now - (new - (int64_t) (c->capacity * c->interval));
+
+    if (diff < 0) {
+        c->remaining = 0;
+        c->retry = -diff;
+        c->reset = tat - now;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    shm->slots[pick].hash = h;
+    shm->slots[pick].tat = new;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    c->remaining = (int64_t) (diff / c->interval);
+    c->retry = 0;
+    c->reset = new - now;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+um_limit_decide(um_ctx_t *ctx, ngx_uint_t allowed)
+{
+    u_char            *msg;
+    ngx_str_t          retry;
+    ngx_uint_t         i;
+    int64_t            wait;
+    um_limit_run_t    *run;
+    um_limit_check_t  *c;
+
+    run = ctx->limit;
+
+    if (um_limit_headers(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    wait = 0;
+
+    for (i = 0; i < run->n; i++) {
+        c = &run->checks[i];
+
+        if (c->retry > 0) {
+            um_limit_count(ctx->mcf, c->zone, UM_LIMIT_LIMITED);
+            wait = ngx_max(wait, c->retry);
+
+        } else if (allowed && c->remaining >= 0) {
+            um_limit_count(ctx->mcf, c->zone, UM_LIMIT_ALLOWED);
+        }
+    }
+
+    if (allowed) {
+        return NGX_DECLINED;
+    }
+
+    /* whole seconds, never before the bucket has room again */
+    wait = (wait + 999) / 1000;
+
+    if (wait < 1) {
+        wait = 1;
+    }
+
+    retry.data = ngx_pnalloc(ctx->r->pool, NGX_INT64_LEN);
+    msg = ngx_pnalloc(ctx->r->pool, 80);
+
+    if (retry.data == NULL || msg == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    retry.len = ngx_sprintf(retry.data, "%L", wait) - retry.data;
+
+    if (um_header_add(ctx->r, "Retry-After", &retry) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(msg, "Rate limit exceeded. Try again in %L seconds.%Z", wait);
+
+    ctx->limit_done = 1;
+
+    ngx_http_finalize_request(ctx->r,
+        um_send_error(ctx->r, NGX_HTTP_TOO_MANY_REQUESTS,
+                      UM_TOO_MANY_REQUESTS, (char *) msg, NULL));
+
+    return NGX_DONE;
+}
+
+
+/*
+ * X-RateLimit-* (seed 003) for the tightest limit, and the IETF
+ * RateLimit-Policy / RateLimit fields for every limit.
+ */
+static ngx_int_t
+um_limit_headers(um_ctx_t *ctx)
+{
+    u_char            *policy, *state, *p, *q;
+    size_t             size;
+    ngx_str_t          v;
+    ngx_uint_t         i;
+    um_limit_run_t    *run;
+    um_limit_check_t  *c, *tight;
+    int64_t            reset;
+
+    run = ctx->limit;
+    tight = NULL;
+    size = 0;
+
+    for (i = 0; i < run->n; i++) {
+        c = &run->checks[i];
+
+        if (c->remaining < 0) {
+            /* failed open: nothing known */
+            continue;
+        }
+
+        size += c->zone->name.len + 3 * NGX_INT64_LEN + 32;
+
+        if (tight == NULL || c->remaining < tight->remaining) {
+            tight = c;
+        }
+    }
+
+    if (tight == NULL) {
+        return NGX_OK;
+    }
+
+    policy = ngx_pnalloc(ctx->r->pool, size);
+    state = ngx_pnalloc(ctx->r->pool, size);
+    v.data = ngx_pnalloc(ctx->r->pool, 3 * NGX_INT64_LEN);
+
+    if (policy == NULL || state == NULL || v.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = policy;
+    q = state;
+
+    for (i = 0; i < run->n; i++) {
+        c = &run->checks[i];
+
+        if (c->remaining < 0) {
+            continue;
+        }
+
+        if (p != policy) {
+            p = ngx_cpymem(p, ", ", 2);
+            q = ngx_cpymem(q, ", ", 2);
+        }
+
+        p = ngx_sprintf(p, "\"%V\";q=%ui;w=%M", &c->zone->name, c->capacity,
+                        (c->period + 999) / 1000);
+        q = ngx_sprintf(q, "\"%V\";r=%L;t=%L", &c->zone->name, c->remaining,
+                        (c->reset + 999) / 1000);
+    }
+
+    reset = (tight->reset + 999) / 1000;
+
+    v.len = ngx_sprintf(v.data, "%ui", tight->capacity) - v.data;
+    if (um_header_add(ctx->r, "X-RateLimit-Limit", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v.data += v.len;
+    v.len = ngx_sprintf(v.data, "%L", tight->remaining) - v.data;
+    if (um_header_add(ctx->r, "X-RateLimit-Remaining", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v.data += v.len;
+    v.len = ngx_sprintf(v.data, "%T", ngx_time() + (time_t) reset) - v.data;
+    if (um_header_add(ctx->r, "X-RateLimit-Reset", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v.data = policy;
+    v.len = p - policy;
+    if (um_header_add(ctx->r, "RateLimit-Policy", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    v.data = state;
+    v.len = q - state;
+
+    return um_header_add(ctx->r, "RateLimit", &v);
+}
+
+
+static void
+um_limit_count(ngx_http_usermgmt_main_conf_t *mcf, um_limit_zone_t *zone,
+    ngx_uint_t result)
+{
+    um_limit_shm_t  *shm;
+
+    shm = mcf->limit_zone->data;
+
+    if (zone->index < shm->nzones) {
+        (void) ngx_atomic_fetch_add(&shm->stats[zone->index].results[result],
+                                    1);
+    }
+}
+
+
+u_char *
+um_limit_metrics(ngx_http_usermgmt_main_conf_t *mcf, u_char *p)
+{
+    ngx_uint_t        i, k;
+    um_limit_shm_t   *shm;
+    um_limit_zone_t  *zones;
+
+    if (mcf->limit_zones == NULL || mcf->limit_zone == NULL) {
+        return p;
+    }
+
+    shm = mcf->limit_zone->data;
+    zones = mcf->limit_zones->elts;
+
+    p = ngx_sprintf(p, "# HELP usermgmt_ratelimit_decisions_total "
+                    "Rate limit decisions by zone and result.\n"
+                    "# TYPE usermgmt_ratelimit_decisions_total counter\n");
+
+    for (i = 0; i < mcf->limit_zones->nelts && i < shm->nzones; i++) {
+        for (k = 0; k < UM_LIMIT_RESULTS; k++) {
+            p = ngx_sprintf(p, "usermgmt_ratelimit_decisions_total"
+                            "{zone=\"%V\",result=\"%s\"} %uA\n",
+                            &zones[i].name, um_limit_result_names[k],
+                            shm->stats[i].results[k]);
+        }
+    }
+
+    return p;
+}
+
+
+size_t
+um_limit_metrics_size(ngx_http_usermgmt_main_conf_t *mcf)
+{
+    if (mcf->limit_zones == NULL) {
+        return 0;
+    }
+
+    return 256 + mcf->limit_zones->nelts * UM_LIMIT_RESULTS * 160;
+}
+
+
+ngx_int_t
+um_limit_add_zone(ngx_conf_t *cf, ngx_http_usermgmt_main_conf_t *mcf)
+{
+    u_char      md[SHA_DIGEST_LENGTH], *p;
+    size_t      size, i;
+    ngx_uint_t  nzones;
+    ngx_str_t   name = ngx_string("usermgmt_limits");
+    static const char  hex[] = "0123456789abcdef";
+
+    if (mcf->limit_zones == NULL) {
+        return NGX_OK;
+    }
+
+    nzones = mcf->limit_zones->nelts;
+
+    size = sizeof(um_limit_shm_t) + UM_LIMIT_SLOTS * sizeof(um_limit_entry_t)
+           + nzones * sizeof(um_limit_stats_t);
+    size = ngx_align(size + 16 * ngx_pagesize, ngx_pagesize);
+
+    mcf->limit_zone = ngx_shared_memory_add(cf, &name, size,
+                                            &ngx_http_usermgmt_module);
+    if (mcf->limit_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    mcf->limit_zone->init = um_limit_init_zone;
+    mcf->limit_zone->data = (void *) (uintptr_t) nzones;
+
+    /* the script's SHA-1, the name EVALSHA calls it by */
+    SHA1((u_char *) um_limit_script, sizeof(um_limit_script) - 1, md);
+
+    p = mcf->limit_sha;
+
+    for (i = 0; i < SHA_DIGEST_LENGTH; i++) {
+        *p++ = hex[md[i] >> 4];
+        *p++ = hex[md[i] & 0x0f];
+    }
+
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+um_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    size_t            size;
+    ngx_uint_t        nzones;
+    um_limit_shm_t   *shm, *old;
+    ngx_slab_pool_t  *shpool;
+
+    nzones = (ngx_uint_t) (uintptr_t) shm_zone->data;
+    old = data;
+
+    if (old != NULL && old->nzones == nzones) {
+        shm_zone->data = old;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    size = sizeof(um_limit_shm_t) + UM_LIMIT_SLOTS * sizeof(um_limit_entry_t);
+
+    shm = ngx_slab_calloc(shpool, size);
+    if (shm == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm->stats = ngx_slab_calloc(shpool,
+                                 ngx_max(nzones, 1) * sizeof(um_limit_stats_t));
+    if (shm->stats == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm->nslots = UM_LIMIT_SLOTS;
+    shm->nzones = nzones;
+
+    shpool->data = shm;
+    shm_zone->data = shm;
+
+    return NGX_OK;
+}
+
+
+static int64_t
+um_limit_now_ms(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (int64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/*
+ * usermgmt_limit_zone NAME key=ip|user|tenant|account|$var rate=100r/m
+ *     [burst=N] [tier=ROLE:RATE ...] [fail=open|closed|local];
+ */
+char *
+ngx_http_usermgmt_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_usermgmt_main_conf_t  *mcf = conf;
+
+    u_char                            *colon;
+    ngx_str_t                         *value, s;
+    ngx_int_t                          n;
+    ngx_uint_t                         i;
+    um_limit_tier_t                   *tier;
+    um_limit_zone_t                   *zone, *z;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    if (mcf->limit_zones == NULL) {
+        mcf->limit_zones = ngx_array_create(cf->pool, 4,
+                                            sizeof(um_limit_zone_t));
+        if (mcf->limit_zones == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    z = mcf->limit_zones->elts;
+
+    for (i = 0; i < mcf->limit_zones->nelts; i++) {
+        if (z[i].name.len == value[1].len
+            && ngx_strncmp(z[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%V\": zone \"%V\" is already defined",
+                               &cmd->name, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    zone = ngx_array_push(mcf->limit_zones);
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(zone, sizeof(um_limit_zone_t));
+
+    zone->name = value[1];
+    zone->index = mcf->limit_zones->nelts - 1;
+    zone->key = NGX_CONF_UNSET_UINT;
+    zone->fail = UM_LIMIT_FAIL_LOCAL;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+
+            if (s.len == 2 && ngx_strncmp(s.data, "ip", 2) == 0) {
+                zone->key = UM_LIMIT_KEY_IP;
+
+            } else if (s.len == 4 && ngx_strncmp(s.data, "user", 4) == 0) {
+                zone->key = UM_LIMIT_KEY_USER;
+
+            } else if (s.len == 6 && ngx_strncmp(s.data, "tenant", 6) == 0) {
+                zone->key = UM_LIMIT_KEY_TENANT;
+
+            } else if (s.len == 7 && ngx_strncmp(s.data, "account", 7) == 0) {
+                zone->key = UM_LIMIT_KEY_ACCOUNT;
+
+            } else if (s.len > 1 && s.data[0] == '$') {
+                zone->key = UM_LIMIT_KEY_VAR;
+
+                zone->var = ngx_palloc(cf->pool,
+                                       sizeof(ngx_http_complex_value_t));
+                if (zone->var == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+                ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+                ccv.cf = cf;
+                ccv.value = &s;
+                ccv.complex_value = zone->var;
+
+                if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                    return NGX_CONF_ERROR;
+                }
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            if (um_limit_parse_rate(&s, &zone->count, &zone->period)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (n < 1 || n > 1000000) {
+                goto invalid;
+            }
+
+            zone->burst = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tier=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            colon = ngx_strlchr(s.data, s.data + s.len, ':');
+            if (colon == NULL || colon == s.data) {
+                goto invalid;
+            }
+
+            if (zone->tiers == NULL) {
+                zone->tiers = ngx_array_create(cf->pool, 2,
+                                               sizeof(um_limit_tier_t));
+                if (zone->tiers == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+            tier = ngx_array_push(zone->tiers);
+            if (tier == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            /* NUL-terminated, for the role check */
+            tier->role.len = colon - s.data;
+            tier->role.data = (u_char *) ngx_pcalloc(cf->pool,
+                                                     tier->role.len + 1);
+            if (tier->role.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memcpy(tier->role.data, s.data, tier->role.len);
+
+            s.len -= colon - s.data + 1;
+            s.data = colon + 1;
+
+            if (um_limit_parse_rate(&s, &tier->count, &tier->period)
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fail=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            if (s.len == 4 && ngx_strncmp(s.data, "open", 4) == 0) {
+                zone->fail = UM_LIMIT_FAIL_OPEN;
+
+            } else if (s.len == 6 && ngx_strncmp(s.data, "closed", 6) == 0) {
+                zone->fail = UM_LIMIT_FAIL_CLOSED;
+
+            } else if (s.len == 5 && ngx_strncmp(s.data, "local", 5) == 0) {
+                zone->fail = UM_LIMIT_FAIL_LOCAL;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (zone->key == NGX_CONF_UNSET_UINT || zone->count == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" zone \"%V\" needs key= and rate=",
+                           &cmd->name, &zone->name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": invalid parameter \"%V\"",
+                       &cmd->name, &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+/* usermgmt_limit NAME; */
+char *
+ngx_http_usermgmt_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_usermgmt_loc_conf_t  *lcf = conf;
+
+    ngx_str_t                      *value;
+    ngx_uint_t                      i, *zp;
+    um_limit_zone_t                *z;
+    ngx_http_usermgmt_main_conf_t  *mcf;
+
+    value = cf->args->elts;
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_usermgmt_module);
+
+    z = mcf->limit_zones ? mcf->limit_zones->elts : NULL;
+
+    for (i = 0; z && i < mcf->limit_zones->nelts; i++) {
+        if (z[i].name.len == value[1].len
+            && ngx_strncmp(z[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (z == NULL || i == mcf->limit_zones->nelts) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": unknown zone \"%V\" (declare it first "
+                           "with \"usermgmt_limit_zone\")",
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (lcf->limits == NGX_CONF_UNSET_PTR) {
+        lcf->limits = ngx_array_create(cf->pool, 2, sizeof(ngx_uint_t));
+        if (lcf->limits == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    zp = ngx_array_push(lcf->limits);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* an index: the array of zones may still grow and move */
+    *zp = i;
+
+    if (z[i].key == UM_LIMIT_KEY_ACCOUNT) {
+        lcf->limit_after_body = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "100r/m", "10r/s", "1000r/h", "5r/15m" */
+static ngx_int_t
+um_limit_parse_rate(ngx_str_t *s, ngx_uint_t *count, ngx_msec_t *period)
+{
+    u_char     *slash;
+    ngx_int_t   n;
+    ngx_str_t   p;
+
+    slash = ngx_strlchr(s->data, s->data + s->len, '/');
+
+    if (slash == NULL || slash - s->data < 2 || slash[-1] != 'r') {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoi(s->data, slash - s->data - 1);
+    if (n < 1 || n > 100000000) {
+        return NGX_ERROR;
+    }
+
+    p.data = slash + 1;
+    p.len = s->data + s->len - p.data;
+
+    if (p.len == 1) {
+        switch (p.data[0]) {
+        case 's':
+            *period = 1000;
+            break;
+        case 'm':
+            *period = 60000;
+            break;
+        case 'h':
+            *period = 3600000;
+            break;
+        case 'd':
+            *period = 86400000;
+            break;
+        default:
+            return NGX_ERROR;
+        }
+
+    } else {
+        *period = ngx_parse_time(&p, 0);
+
+        if (*period == (ngx_msec_t) NGX_ERROR || *period == 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    *count = n;
+
+    return NGX_OK;
+}
