@@ -172,6 +172,7 @@ struct um_ctx_s {
     unsigned                routed:1;
     unsigned                verified:1;
     unsigned                authenticated:1;
+    unsigned                tenant_chosen:1;   /* by a super admin */
     unsigned                limit_done:1;
     unsigned                limit_waiting:1;
     unsigned                access_done:1;

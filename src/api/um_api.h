@@ -25,6 +25,7 @@ ngx_int_t um_auth_jwks(um_ctx_t *ctx);
 /* um_users.c */
 ngx_int_t um_users_me(um_ctx_t *ctx);
 ngx_int_t um_users_update_me(um_ctx_t *ctx);
+ngx_int_t um_users_get(um_ctx_t *ctx);
 
 /* um_organizations.c */
 ngx_int_t um_organizations_lookup(um_ctx_t *ctx);

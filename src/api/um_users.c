@@ -3,6 +3,8 @@
  *
  *   GET /api/v1/users/me    the caller's own profile
  *   PUT /api/v1/users/me    change it; the answer lists what changed
+ *   GET /api/v1/users/{id}  one user: oneself, or any user of the tenant
+ *                           with users:read (then with the admin fields)
  */
 
 #include "um_api.h"
@@ -15,6 +17,13 @@ static ngx_int_t um_users_me_done(um_ctx_t *ctx, PGresult *res);
 static um_pg_stmt_t  um_sql_me = um_pg_stmt(
     "SELECT um_user_json(u, false) FROM users u"
     " WHERE u.id = $1 AND u.deleted_at IS NULL");
+
+/* another tenant's user is "not found", like one that does not exist */
+static um_pg_stmt_t  um_sql_user = um_pg_stmt(
+    "SELECT um_user_json(u, $3) FROM users u"
+    " WHERE u.id = $1"
+    "   AND ($2::uuid IS NULL OR u.organization_id = $2)"
+    "   AND (u.deleted_at IS NULL OR $3)");
 
 static um_pg_stmt_t  um_sql_update_me = um_pg_stmt(
     "SELECT um_update_me($1, $2, $3, $4)");
@@ -79,6 +88,42 @@ um_users_update_me(um_ctx_t *ctx)
     free(fields);
 
     return um_query(ctx, &um_sql_update_me, v, 4, um_users_me_done);
+}
+
+
+ngx_int_t
+um_users_get(um_ctx_t *ctx)
+{
+    ngx_uint_t    admin, self;
+    const char  **v;
+
+    self = ctx->args[0].len == ctx->id.user_id.len
+           && ngx_strncasecmp(ctx->args[0].data, ctx->id.user_id.data,
+                              ctx->id.user_id.len) == 0;
+    admin = um_has_permission(ctx, "users:read");
+
+    if (!self && !admin) {
+        return um_send_error(ctx->r, NGX_HTTP_FORBIDDEN, UM_FORBIDDEN,
+                             "insufficient permissions", NULL);
+    }
+
+    v = ngx_palloc(ctx->r->pool, 3 * sizeof(char *));
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v[0] = um_pstr(ctx, ctx->args[0].data, ctx->args[0].len);
+    v[1] = ctx->id.super_admin && ctx->id.tenant_id.len == 0
+           ? NULL : um_pstr(ctx, ctx->id.tenant_id.data,
+                            ctx->id.tenant_id.len);
+    v[2] = admin ? "true" : "false";
+
+    /* a super admin sees every tenant unless X-Tenant-ID narrows it */
+    if (ctx->id.super_admin && !ctx->tenant_chosen) {
+        v[1] = NULL;
+    }
+
+    return um_query(ctx, &um_sql_user, v, 3, um_users_me_done);
 }
 
 

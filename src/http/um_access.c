@@ -528,6 +528,7 @@ um_access_decide(um_ctx_t *ctx)
             }
 
             *tenant = h->value;
+            ctx->tenant_chosen = 1;
 
         } else if (h->value.len != tenant->len
                    || ngx_strncasecmp(h->value.data, tenant->data,

@@ -43,6 +43,10 @@ const um_route_t  um_routes[] = {
     { PUT, ngx_string("/api/v1/users/password"),
       um_auth_change_password, NULL, BODY },
 
+    /* users */
+    { GET, ngx_string("/api/v1/users/{id}"),
+      um_users_get, NULL, 0 },
+
     /* organizations */
     { GET, ngx_string("/api/v1/organizations/lookup"),
       um_organizations_lookup, NULL, PUBLIC },
