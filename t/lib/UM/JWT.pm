@@ -284,7 +284,9 @@ sub ecdsa_raw_to_der {
     my ($raw) = @_;
     my $n = length($raw) / 2;
     my $body = '';
-    for my $v (substr($raw, 0, $n), substr($raw, $n)) {
+    # copies: a loop variable over substr() would alias into $raw
+    my @ints = (substr($raw, 0, $n), substr($raw, $n));
+    for my $v (@ints) {
         $v =~ s/\A\x00+//;
         $v = "\x00" if $v eq '';
         $v = "\x00$v" if ord(substr $v, 0, 1) >= 0x80;
