@@ -9,7 +9,10 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 
+use HTTP::Tiny;
+use POSIX ();
 use Test::More;
+use Time::HiRes qw(time);
 use UM::Test qw(error_is is_uuid);
 use UM::JWT qw(jwt_decode jwt_verify);
 
@@ -153,6 +156,38 @@ ok($r->{status} == 401 || $r->{status} == 422,
     $t->psql(q{UPDATE users SET is_active = false WHERE id = :'p1'}, $v->{id});
     error_is(refresh($v->{refresh_token}), 401, 'UNAUTHORIZED',
              'a refresh token of a disabled account: 401');
+}
+
+# the same refresh token 10 times at once: at most one new pair
+{
+    my $v = $t->new_user;
+    my @kids;
+    my $at = time + 0.3;
+    for my $i (1 .. 10) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 0);
+            Time::HiRes::sleep($at - time) if $at > time;
+            my $res = $http->post($t->url($REFRESH),
+                                  { headers => { 'content-type' =>
+                                                     'application/json' },
+                                    content => UM::Test::json_encode(
+                                        { refresh_token =>
+                                              $v->{refresh_token} }) });
+            POSIX::_exit($res->{status} == 200 ? 0
+                         : $res->{status} == 401 ? 1 : 2);
+        }
+        push @kids, $pid;
+    }
+    my %got;
+    for my $pid (@kids) {
+        waitpid($pid, 0);
+        $got{ (qw(200 401 other))[$? >> 8] // 'other' }++;
+    }
+    cmp_ok($got{200} // 0, '<=', 1,
+           '10 parallel refreshes of one token: at most one succeeds')
+        or diag(explain \%got);
+    is($got{other} // 0, 0, '... the others get 401') or diag(explain \%got);
 }
 
 ###########################################################################
