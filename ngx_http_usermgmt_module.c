@@ -629,6 +629,94 @@ ngx_http_usermgmt_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/* "name=value" parameters of a directive, by table */
+typedef struct {
+    const char   *name;         /* with its '=' */
+    ngx_uint_t    msec;         /* a time, else a number */
+    size_t        offset;
+    ngx_int_t     min;
+    ngx_int_t     max;
+} ngx_http_usermgmt_param_t;
+
+
+static ngx_http_usermgmt_param_t  ngx_http_usermgmt_pg_params[] = {
+    { "max=", 0, offsetof(um_pg_conf_t, max), 1, 1024 },
+    { "queue=", 0, offsetof(um_pg_conf_t, queue), 0, 65536 },
+    { "timeout=", 1, offsetof(um_pg_conf_t, timeout), 1, 0 },
+    { "connect_timeout=", 1, offsetof(um_pg_conf_t, connect_timeout), 1, 0 },
+    { "queue_timeout=", 1, offsetof(um_pg_conf_t, queue_timeout), 1, 0 },
+    { NULL, 0, 0, 0, 0 }
+};
+
+
+static ngx_http_usermgmt_param_t  ngx_http_usermgmt_redis_params[] = {
+    { "timeout=", 1, offsetof(um_redis_conf_t, timeout), 1, 0 },
+    { "connect_timeout=", 1, offsetof(um_redis_conf_t, connect_timeout),
+      1, 0 },
+    { NULL, 0, 0, 0, 0 }
+};
+
+
+static char *
+ngx_http_usermgmt_params(ngx_conf_t *cf, ngx_command_t *cmd, ngx_uint_t first,
+    ngx_http_usermgmt_param_t *params, void *base)
+{
+    size_t                      len;
+    ngx_int_t                   n;
+    ngx_str_t                  *value, s;
+    ngx_msec_t                  ms;
+    ngx_uint_t                  i;
+    ngx_http_usermgmt_param_t  *p;
+
+    value = cf->args->elts;
+
+    for (i = first; i < cf->args->nelts; i++) {
+
+        for (p = params; p->name; p++) {
+            len = ngx_strlen(p->name);
+
+            if (value[i].len > len
+                && ngx_strncmp(value[i].data, p->name, len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (p->name == NULL) {
+            goto invalid;
+        }
+
+        s.data = value[i].data + len;
+        s.len = value[i].len - len;
+
+        if (p->msec) {
+            ms = ngx_parse_time(&s, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            *(ngx_msec_t *) ((u_char *) base + p->offset) = ms;
+            continue;
+        }
+
+        n = ngx_atoi(s.data, s.len);
+        if (n < p->min || n > p->max) {
+            goto invalid;
+        }
+
+        *(ngx_uint_t *) ((u_char *) base + p->offset) = n;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": invalid parameter \"%V\"",
+                       &cmd->name, &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
 /*
  * usermgmt_postgres "conninfo" [max=N] [queue=N] [timeout=T]
  *                   [connect_timeout=T] [queue_timeout=T];
@@ -638,11 +726,8 @@ ngx_http_usermgmt_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_usermgmt_main_conf_t  *mcf = conf;
 
-    char        *err;
-    ngx_str_t   *value, s;
-    ngx_int_t    n;
-    ngx_msec_t   ms, *target;
-    ngx_uint_t   i;
+    char       *err;
+    ngx_str_t  *value;
 
     if (mcf->pg_set) {
         return "is duplicate";
@@ -658,67 +743,10 @@ ngx_http_usermgmt_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "max=", 4) == 0
-            || ngx_strncmp(value[i].data, "queue=", 6) == 0)
-        {
-            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-            s.len = value[i].data + value[i].len - s.data;
-
-            n = ngx_atoi(s.data, s.len);
-
-            if (value[i].data[0] == 'm') {
-                if (n < 1 || n > 1024) {
-                    goto invalid;
-                }
-
-                mcf->pg.max = n;
-
-            } else {
-                if (n < 0 || n > 65536) {
-                    goto invalid;
-                }
-
-                mcf->pg.queue = n;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            target = &mcf->pg.timeout;
-
-        } else if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            target = &mcf->pg.connect_timeout;
-
-        } else if (ngx_strncmp(value[i].data, "queue_timeout=", 14) == 0) {
-            target = &mcf->pg.queue_timeout;
-
-        } else {
-            goto invalid;
-        }
-
-        s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-        s.len = value[i].data + value[i].len - s.data;
-
-        ms = ngx_parse_time(&s, 0);
-        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-            goto invalid;
-        }
-
-        *target = ms;
-    }
-
     mcf->pg_set = 1;
 
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": invalid parameter \"%V\"",
-                       &cmd->name, &value[i]);
-    return NGX_CONF_ERROR;
+    return ngx_http_usermgmt_params(cf, cmd, 2, ngx_http_usermgmt_pg_params,
+                                    &mcf->pg);
 }
 
 
@@ -728,10 +756,8 @@ ngx_http_usermgmt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_usermgmt_main_conf_t  *mcf = conf;
 
-    char        *err;
-    ngx_str_t   *value, s;
-    ngx_msec_t   ms, *target;
-    ngx_uint_t   i;
+    char       *err;
+    ngx_str_t  *value;
 
     if (mcf->redis_set) {
         return "is duplicate";
@@ -746,38 +772,11 @@ ngx_http_usermgmt_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            target = &mcf->redis.timeout;
-
-        } else if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            target = &mcf->redis.connect_timeout;
-
-        } else {
-            goto invalid;
-        }
-
-        s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
-        s.len = value[i].data + value[i].len - s.data;
-
-        ms = ngx_parse_time(&s, 0);
-        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-            goto invalid;
-        }
-
-        *target = ms;
-    }
-
     mcf->redis_set = 1;
 
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": invalid parameter \"%V\"",
-                       &cmd->name, &value[i]);
-    return NGX_CONF_ERROR;
+    return ngx_http_usermgmt_params(cf, cmd, 2,
+                                    ngx_http_usermgmt_redis_params,
+                                    &mcf->redis);
 }
 
 
