@@ -48,6 +48,9 @@ typedef struct {
     size_t               user_len;
     const char          *email;
     const char          *username;
+
+    const char          *message;           /* of a session-ending call */
+    ngx_uint_t           revoke_token;
 } um_auth_t;
 
 
@@ -70,18 +73,16 @@ static ngx_int_t um_login_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_login_failed_done(um_ctx_t *ctx, PGresult *res);
 
 static ngx_int_t um_refresh_done(um_ctx_t *ctx, PGresult *res);
-static ngx_int_t um_logout_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_password_found(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_password_checked(um_ctx_t *ctx);
-static ngx_int_t um_password_done(um_ctx_t *ctx, PGresult *res);
 
 static ngx_int_t um_issue(um_ctx_t *ctx, json_t *claims, const char *sid);
 static ngx_int_t um_issued(um_ctx_t *ctx);
 static ngx_int_t um_revoke(um_ctx_t *ctx, json_t *sids, ngx_uint_t token,
     ngx_int_t (*answer)(um_ctx_t *ctx));
 static void um_revoke_done(void *data, redisReply *reply, ngx_int_t status);
-static ngx_int_t um_logout_answer(um_ctx_t *ctx);
-static ngx_int_t um_password_answer(um_ctx_t *ctx);
+static ngx_int_t um_sessions_ended(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_sessions_answer(um_ctx_t *ctx);
 static json_t *um_result_json(PGresult *res);
 
 
@@ -584,6 +585,7 @@ um_refresh_done(um_ctx_t *ctx, PGresult *res)
 ngx_int_t
 um_auth_logout(um_ctx_t *ctx)
 {
+    um_auth_t    *st;
     const char  **v, *token;
     char         *hash;
 
@@ -617,38 +619,11 @@ um_auth_logout(um_ctx_t *ctx)
     v[3] = um_client_ip(ctx);
     v[4] = um_user_agent(ctx);
 
-    return um_query(ctx, &um_sql_logout, v, 5, um_logout_done);
-}
+    st = ctx->data;
+    st->message = "logged out";
+    st->revoke_token = 1;
 
-
-static ngx_int_t
-um_logout_done(um_ctx_t *ctx, PGresult *res)
-{
-    json_t  *sids;
-
-    sids = um_result_json(res);
-    if (sids == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_revoke(ctx, sids, 1, um_logout_answer);
-}
-
-
-static ngx_int_t
-um_logout_answer(um_ctx_t *ctx)
-{
-    u_char  *body, *p;
-
-    body = ngx_pnalloc(ctx->r->pool, 64);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_sprintf(body, "{\"message\":\"logged out\",\"sessions_ended\":%ui}",
-                    ctx->pending);
-
-    return um_send_data(ctx->r, NGX_HTTP_OK, body, p - body);
+    return um_query(ctx, &um_sql_logout, v, 5, um_sessions_ended);
 }
 
 
@@ -745,36 +720,48 @@ um_password_checked(um_ctx_t *ctx)
     v[3] = um_client_ip(ctx);
     v[4] = um_user_agent(ctx);
 
-    return um_query(ctx, &um_sql_change_password, v, 5, um_password_done);
+    st->message = "password changed; other sessions ended";
+
+    return um_query(ctx, &um_sql_change_password, v, 5, um_sessions_ended);
 }
 
 
+/*
+ * After logout or a password change: the ended sessions (and, at logout,
+ * the caller's token) go on the deny-list before the answer.
+ */
 static ngx_int_t
-um_password_done(um_ctx_t *ctx, PGresult *res)
+um_sessions_ended(um_ctx_t *ctx, PGresult *res)
 {
-    json_t  *sids;
+    json_t     *sids;
+    um_auth_t  *st;
+
+    st = ctx->data;
 
     sids = um_result_json(res);
     if (sids == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return um_revoke(ctx, sids, 0, um_password_answer);
+    return um_revoke(ctx, sids, st->revoke_token, um_sessions_answer);
 }
 
 
 static ngx_int_t
-um_password_answer(um_ctx_t *ctx)
+um_sessions_answer(um_ctx_t *ctx)
 {
-    u_char  *body, *p;
+    u_char     *body, *p;
+    um_auth_t  *st;
 
-    body = ngx_pnalloc(ctx->r->pool, 96);
+    st = ctx->data;
+
+    body = ngx_pnalloc(ctx->r->pool, 128);
     if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(body, "{\"message\":\"password changed\","
-                    "\"other_sessions_ended\":%ui}", ctx->pending);
+    p = ngx_sprintf(body, "{\"message\":\"%s\",\"sessions_ended\":%ui}",
+                    st->message, ctx->pending);
 
     return um_send_data(ctx->r, NGX_HTTP_OK, body, p - body);
 }
