@@ -102,6 +102,14 @@ sub new {
     $self->{ports} = [ free_port(4) ];
     @{$self}{qw(pg_port redis_port port port2)} = @{ $self->{ports} };
 
+    # pg_port / redis_port: use the servers of another harness (a second
+    # nginx node) instead of starting new ones
+    for my $s (qw(pg redis)) {
+        next unless defined $opt{"${s}_port"};
+        $self->{"${s}_port"} = $opt{"${s}_port"};
+        $self->{"want_$s"} = 0;
+    }
+
     $self->_pg_setup    if $self->{want_pg};
     $self->_redis_start if $self->{want_redis};
     if ($self->{want_nginx}) {
@@ -394,11 +402,13 @@ sub _redis_start {
     make_path($dir);
 
     unlink "$dir/redis.pid";
+    # option redis_server_args: more redis-server arguments (an array ref)
     my $r = $self->_run([$BIN{redis}, '--port', $self->{redis_port},
                          '--bind', '127.0.0.1', '--save', '',
                          '--appendonly', 'no', '--daemonize', 'yes',
                          '--pidfile', "$dir/redis.pid",
-                         '--logfile', "$dir/redis.log", '--dir', $dir],
+                         '--logfile', "$dir/redis.log", '--dir', $dir,
+                         @{ $self->{opt}{redis_server_args} // [] }],
                         timeout => 30);
     die "redis-server failed (rc $r->{rc}):\n$r->{out}" if $r->{rc};
 
