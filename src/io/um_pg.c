@@ -14,6 +14,7 @@
 
 #include "um_pg.h"
 #include "um_fd.h"
+#include "um_backoff.h"
 
 
 #define UM_PG_CONNECTING    0
@@ -21,8 +22,6 @@
 #define UM_PG_PREPARING     2
 #define UM_PG_EXECUTING     3
 
-#define UM_PG_BACKOFF_MIN   100
-#define UM_PG_BACKOFF_MAX   2000
 
 
 struct um_pg_conn_s {
@@ -48,8 +47,7 @@ struct um_pg_pool_s {
     ngx_uint_t          nconns;
     ngx_uint_t          nwaiting;
 
-    ngx_msec_t          backoff;
-    ngx_msec_t          retry_at;       /* no new connection before this */
+    um_backoff_t        backoff;        /* before a new connection */
 
     const char         *keywords[6];
     const char         *values[6];
@@ -73,7 +71,6 @@ static void um_pg_fail_waiting(um_pg_pool_t *pool, ngx_int_t status);
 static void um_pg_wait_timeout(ngx_event_t *ev);
 static void um_pg_finish(um_pg_query_t *q, PGresult *res, ngx_int_t status);
 static void um_pg_count(um_pg_pool_t *pool);
-static void um_pg_backoff(um_pg_pool_t *pool);
 
 
 static ngx_uint_t  um_pg_next_stmt_id;
@@ -213,7 +210,7 @@ um_pg_send(um_pg_pool_t *pool, um_pg_query_t *q)
     if (pool->nconns < pool->conf->max) {
 
         if (pool->nconns == 0
-            && (ngx_msec_int_t) (pool->retry_at - ngx_current_msec) > 0)
+            && um_backoff_waiting(&pool->backoff))
         {
             /* the server was unreachable a moment ago: fail fast */
             return UM_PG_UNAVAILABLE;
@@ -286,11 +283,7 @@ um_pg_cancel(um_pg_query_t *q)
 ngx_msec_t
 um_pg_retry_after(um_pg_pool_t *pool)
 {
-    ngx_msec_int_t  left;
-
-    left = (ngx_msec_int_t) (pool->retry_at - ngx_current_msec);
-
-    return left > 1000 ? (ngx_msec_t) left : 1000;
+    return um_backoff_retry_after(&pool->backoff);
 }
 
 
@@ -425,7 +418,7 @@ failed:
     }
 
     pool->stats->errors++;
-    um_pg_backoff(pool);
+    um_backoff_failed(&pool->backoff);
 
     return NGX_ERROR;
 }
@@ -542,8 +535,7 @@ um_pg_connect_poll(um_pg_conn_t *pc)
     ngx_log_debug1(NGX_LOG_DEBUG_EVENT, pool->log, 0,
                    "usermgmt: postgres connected, fd:%d", pc->c->fd);
 
-    pool->backoff = 0;
-    pool->retry_at = ngx_current_msec;
+    um_backoff_reset(&pool->backoff);
 
     if (pc->c->read->timer_set) {
         ngx_del_timer(pc->c->read);
@@ -820,7 +812,7 @@ um_pg_dispatch(um_pg_pool_t *pool)
 
     while (pool->nwaiting > pool->stats->conns_connecting
            && pool->nconns < pool->conf->max
-           && (ngx_msec_int_t) (pool->retry_at - ngx_current_msec) <= 0)
+           && !um_backoff_waiting(&pool->backoff))
     {
         if (um_pg_open(pool) != NGX_OK) {
             break;
@@ -852,7 +844,7 @@ um_pg_fail(um_pg_conn_t *pc, ngx_int_t status)
     pool->stats->errors++;
 
     if (pc->state == UM_PG_CONNECTING) {
-        um_pg_backoff(pool);
+        um_backoff_failed(&pool->backoff);
     }
 
     um_pg_close(pc);
@@ -988,16 +980,4 @@ um_pg_count(um_pg_pool_t *pool)
     pool->stats->conns_connecting = connecting;
     pool->stats->conns_busy = busy;
     pool->stats->waiting = pool->nwaiting;
-}
-
-
-static void
-um_pg_backoff(um_pg_pool_t *pool)
-{
-    if (pool->backoff < UM_PG_BACKOFF_MIN) {
-        pool->backoff = UM_PG_BACKOFF_MIN;
-    }
-
-    pool->retry_at = ngx_current_msec + pool->backoff;
-    pool->backoff = ngx_min(pool->backoff * 2, UM_PG_BACKOFF_MAX);
 }

@@ -8,10 +8,9 @@
 
 #include "um_redis.h"
 #include "um_fd.h"
+#include "um_backoff.h"
 
 
-#define UM_REDIS_BACKOFF_MIN  100
-#define UM_REDIS_BACKOFF_MAX  2000
 
 
 struct um_redis_s {
@@ -24,8 +23,7 @@ struct um_redis_s {
     ngx_event_t          connect_timer;
     unsigned             connected:1;
 
-    ngx_msec_t           backoff;
-    ngx_msec_t           retry_at;
+    um_backoff_t        backoff;        /* before a new connection */
 };
 
 
@@ -40,7 +38,6 @@ struct um_redis_cmd_s {
 
 static ngx_int_t um_redis_connect(um_redis_t *rd);
 static void um_redis_drop(um_redis_t *rd);
-static void um_redis_backoff(um_redis_t *rd);
 static void um_redis_on_connect(const redisAsyncContext *ac, int status);
 static void um_redis_disconnected(const redisAsyncContext *ac, int status);
 static void um_redis_connect_timeout(ngx_event_t *ev);
@@ -75,7 +72,7 @@ um_redis_create(um_redis_conf_t *conf, um_redis_stats_t *stats,
     rd->connect_timer.log = log;
     rd->connect_timer.cancelable = 1;
 
-    rd->retry_at = ngx_current_msec;
+    um_backoff_reset(&rd->backoff);
 
     (void) um_redis_connect(rd);
 
@@ -102,7 +99,7 @@ um_redis_send(um_redis_t *rd, um_redis_handler_pt handler, void *data,
     um_redis_cmd_t  *cmd;
 
     if (rd->ac == NULL) {
-        if ((ngx_msec_int_t) (rd->retry_at - ngx_current_msec) > 0
+        if (um_backoff_waiting(&rd->backoff)
             || um_redis_connect(rd) != NGX_OK)
         {
             return NULL;
@@ -159,7 +156,7 @@ um_redis_subscribe(um_redis_t *rd, const char *channel,
     const char      *argv[2];
 
     if (rd->ac == NULL) {
-        if ((ngx_msec_int_t) (rd->retry_at - ngx_current_msec) > 0
+        if (um_backoff_waiting(&rd->backoff)
             || um_redis_connect(rd) != NGX_OK)
         {
             return NGX_ERROR;
@@ -201,11 +198,7 @@ um_redis_connected(um_redis_t *rd)
 ngx_msec_t
 um_redis_retry_after(um_redis_t *rd)
 {
-    ngx_msec_int_t  left;
-
-    left = (ngx_msec_int_t) (rd->retry_at - ngx_current_msec);
-
-    return left > 1000 ? (ngx_msec_t) left : 1000;
+    return um_backoff_retry_after(&rd->backoff);
 }
 
 
@@ -309,14 +302,14 @@ um_redis_connect(um_redis_t *rd)
         }
 
         rd->stats->errors++;
-        um_redis_backoff(rd);
+        um_backoff_failed(&rd->backoff);
         return NGX_ERROR;
     }
 
     rd->c = um_fd_attach(ac->c.fd, rd->log, rd, um_redis_event_handler);
     if (rd->c == NULL) {
         redisAsyncFree(ac);
-        um_redis_backoff(rd);
+        um_backoff_failed(&rd->backoff);
         return NGX_ERROR;
     }
 
@@ -375,18 +368,6 @@ um_redis_drop(um_redis_t *rd)
 
 
 static void
-um_redis_backoff(um_redis_t *rd)
-{
-    if (rd->backoff < UM_REDIS_BACKOFF_MIN) {
-        rd->backoff = UM_REDIS_BACKOFF_MIN;
-    }
-
-    rd->retry_at = ngx_current_msec + rd->backoff;
-    rd->backoff = ngx_min(rd->backoff * 2, UM_REDIS_BACKOFF_MAX);
-}
-
-
-static void
 um_redis_on_connect(const redisAsyncContext *ac, int status)
 {
     um_redis_t  *rd;
@@ -404,7 +385,7 @@ um_redis_on_connect(const redisAsyncContext *ac, int status)
         rd->ac = NULL;
         rd->connected = 0;
         rd->stats->errors++;
-        um_redis_backoff(rd);
+        um_backoff_failed(&rd->backoff);
         return;
     }
 
@@ -413,7 +394,7 @@ um_redis_on_connect(const redisAsyncContext *ac, int status)
 
     rd->connected = 1;
     rd->stats->connected = 1;
-    rd->backoff = 0;
+    um_backoff_reset(&rd->backoff);
 }
 
 
@@ -428,7 +409,7 @@ um_redis_disconnected(const redisAsyncContext *ac, int status)
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "usermgmt: redis connection lost: %s", ac->errstr);
         rd->stats->errors++;
-        um_redis_backoff(rd);
+        um_backoff_failed(&rd->backoff);
     }
 
     /* hiredis frees the context after this callback */
@@ -449,7 +430,7 @@ um_redis_connect_timeout(ngx_event_t *ev)
 
     rd->stats->timeouts++;
     rd->stats->errors++;
-    um_redis_backoff(rd);
+    um_backoff_failed(&rd->backoff);
     um_redis_drop(rd);
 }
 
@@ -539,7 +520,7 @@ um_redis_cmd_timeout(ngx_event_t *ev)
      * connection fails the commands queued behind this one at once instead
      * of letting each wait for its own deadline.  This frees cmd.
      */
-    um_redis_backoff(rd);
+    um_backoff_failed(&rd->backoff);
     um_redis_drop(rd);
 }
 
