@@ -73,27 +73,17 @@ ngx_http_usermgmt_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_usermgmt_module);
-
-    if (ctx != NULL && ctx->access_done) {
-        /* back from Redis */
-        rc = ctx->access_rc;
-
-    } else if (ctx != NULL && ctx->access_waiting) {
-        return NGX_DONE;
-
-    } else {
-        if (ctx == NULL) {
-            ctx = um_ctx_create(r);
-            if (ctx == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            ctx->metric = UM_METRIC_PROTECTED;
-        }
-
-        rc = um_access_start(ctx, lcf);
+    ctx = um_ctx_get(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    if (ctx->access_waiting) {
+        return NGX_DONE;
+    }
+
+    /* back from Redis, or the first time */
+    rc = ctx->access_done ? ctx->access_rc : um_access_start(ctx, lcf);
 
     /*
      * The handler runs in the rewrite phase, ahead of the location's own

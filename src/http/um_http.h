@@ -101,6 +101,7 @@ um_redis_cmd_t *um_revoke_ids(um_ctx_t *ctx, ngx_str_t *ids, ngx_uint_t n,
 /* um_request.c */
 ngx_int_t ngx_http_usermgmt_content_handler(ngx_http_request_t *r);
 um_ctx_t *um_ctx_create(ngx_http_request_t *r);
+um_ctx_t *um_ctx_get(ngx_http_request_t *r);
 ngx_int_t um_offload(um_ctx_t *ctx, um_thread_work_pt work,
     ngx_int_t (*resume)(um_ctx_t *ctx));
 ngx_int_t um_request_body_filter_init(void);

@@ -147,26 +147,18 @@ ngx_http_usermgmt_limit_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_usermgmt_module);
-
-    if (ctx != NULL && ctx->limit_done) {
-        rc = ctx->limit_rc;
-
-    } else if (ctx != NULL && ctx->limit_waiting) {
-        return NGX_DONE;
-
-    } else {
-        if (ctx == NULL) {
-            ctx = um_ctx_create(r);
-            if (ctx == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            ctx->metric = UM_METRIC_PROTECTED;
-        }
-
-        rc = um_limit_start(ctx, um_limit_resume_phases);
+    ctx = um_ctx_get(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    if (ctx->limit_waiting) {
+        return NGX_DONE;
+    }
+
+    /* back from Redis, or the first time */
+    rc = ctx->limit_done ? ctx->limit_rc
+                         : um_limit_start(ctx, um_limit_resume_phases);
 
     /* in the rewrite phase, NGX_DONE waits (or has finished) */
     return (rc == NGX_AGAIN) ? NGX_DONE : rc;

@@ -465,6 +465,26 @@ um_now_us(void)
 }
 
 
+/* the context of a request met first in a phase before the content one */
+um_ctx_t *
+um_ctx_get(ngx_http_request_t *r)
+{
+    um_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_usermgmt_module);
+
+    if (ctx == NULL) {
+        ctx = um_ctx_create(r);
+
+        if (ctx != NULL) {
+            ctx->metric = UM_METRIC_PROTECTED;
+        }
+    }
+
+    return ctx;
+}
+
+
 um_ctx_t *
 um_ctx_create(ngx_http_request_t *r)
 {
