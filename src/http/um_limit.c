@@ -39,7 +39,7 @@
 static const char  um_limit_script[] =
     "local t = redis.call('TIME')\n"
     "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-    "local allowed, out, tats = 1, {}, {}\n"
+    "local allowed, out, tats, olds = 1, {}, {}, {}\n"
     "for i = 1, #KEYS do\n"
     "  local ei = tonumber(ARGV[2 * i - 1])\n"
     "  local cap = tonumber(ARGV[2 * i])\n"
@@ -51,18 +51,23 @@ static const char  um_limit_script[] =
     "    allowed = 0\n"
     "    out[3 * i - 2] = 0\n"
     "    out[3 * i - 1] = math.ceil(-diff)\n"
-    "    out[3 * i] = math.ceil(tat - now)\n"
     "  else\n"
     "    out[3 * i - 2] = math.floor(diff / ei)\n"
     "    out[3 * i - 1] = 0\n"
-    "    out[3 * i] = math.ceil(new - now)\n"
     "  end\n"
-    "  tats[i] = new\n"
+    "  out[3 * i] = math.ceil(new - now)\n"
+    "  tats[i], olds[i] = new, tat\n"
     "end\n"
-    "if allowed == 1 then\n"
-    "  for i = 1, #KEYS do\n"
+    "for i = 1, #KEYS do\n"
+    "  if allowed == 1 then\n"
     "    redis.call('SET', KEYS[i], tats[i], 'PX',\n"
     "               math.max(1, math.ceil(tats[i] - now)))\n"
+    "  else\n"
+    "    -- refused: no bucket gives anything, so none reports a taking\n"
+    "    if out[3 * i - 1] == 0 then\n"
+    "      out[3 * i - 2] = out[3 * i - 2] + 1\n"
+    "    end\n"
+    "    out[3 * i] = math.ceil(olds[i] - now)\n"
     "  end\n"
     "end\n"
     "table.insert(out, 1, allowed)\n"
@@ -118,7 +123,8 @@ static ngx_int_t um_limit_prepare(um_ctx_t *ctx, um_limit_run_t *run);
 static ngx_int_t um_limit_send(um_ctx_t *ctx, ngx_uint_t evalsha);
 static void um_limit_reply(void *data, redisReply *reply, ngx_int_t status);
 static ngx_int_t um_limit_fallback(um_ctx_t *ctx);
-static ngx_int_t um_limit_local(um_ctx_t *ctx, um_limit_check_t *c);
+static ngx_int_t um_limit_local(um_ctx_t *ctx, um_limit_check_t *c,
+    ngx_uint_t commit);
 static ngx_int_t um_limit_decide(um_ctx_t *ctx, ngx_uint_t allowed);
 static ngx_int_t um_limit_headers(um_ctx_t *ctx);
 static ngx_int_t um_limit_resume_phases(um_ctx_t *ctx, ngx_int_t rc);
@@ -546,6 +552,7 @@ um_limit_fallback(um_ctx_t *ctx)
         }
     }
 
+    /* all or nothing, as in Redis: look first, then take */
     allowed = 1;
 
     for (i = 0; i < run->n; i++) {
@@ -559,8 +566,16 @@ um_limit_fallback(um_ctx_t *ctx)
 
         um_limit_count(ctx->mcf, c->zone, UM_LIMIT_LOCAL);
 
-        if (um_limit_local(ctx, c) != NGX_OK) {
+        if (um_limit_local(ctx, c, 0) != NGX_OK) {
             allowed = 0;
+        }
+    }
+
+    for (i = 0; allowed && i < run->n; i++) {
+        c = &run->checks[i];
+
+        if (c->zone->fail != UM_LIMIT_FAIL_OPEN) {
+            (void) um_limit_local(ctx, c, 1);
         }
     }
 
@@ -568,9 +583,9 @@ um_limit_fallback(um_ctx_t *ctx)
 }
 
 
-/* the same GCRA, in this node's shared memory */
+/* the same GCRA, in this node's shared memory; commit takes a token */
 static ngx_int_t
-um_limit_local(um_ctx_t *ctx, um_limit_check_t *c)
+um_limit_local(um_ctx_t *ctx, um_limit_check_t *c, ngx_uint_t commit)
 {
     int64_t            now, tat, new, diff;
     uint64_t           h;
@@ -625,11 +640,14 @@ um_limit_local(um_ctx_t *ctx, um_limit_check_t *c)
         return NGX_DECLINED;
     }
 
-    shm->slots[pick].hash = h;
-    shm->slots[pick].tat = new;
+    if (commit) {
+        shm->slots[pick].hash = h;
+        shm->slots[pick].tat = new;
+    }
 
     ngx_shmtx_unlock(&shpool->mutex);
 
+    /* what is left once this request is counted */
     c->remaining = (int64_t) (diff / c->interval);
     c->retry = 0;
     c->reset = new - now;
