@@ -1,0 +1,39 @@
+/*
+ * Pagination of list endpoints: page/page_size (or per_page, or size),
+ * limit/offset (or skip), and keyset cursors; at most 100 items a page.
+ */
+
+#ifndef _UM_PAGE_H_INCLUDED_
+#define _UM_PAGE_H_INCLUDED_
+
+#include "um_http.h"
+
+
+#define UM_PAGE_DEFAULT  20
+#define UM_PAGE_MAX      100
+
+
+typedef struct {
+    ngx_uint_t   page;          /* 1-based */
+    ngx_uint_t   page_size;
+    ngx_uint_t   offset;
+    ngx_str_t    cursor;        /* opaque, from next_cursor; may be empty */
+} um_page_t;
+
+
+/*
+ * NGX_OK, or the 400 answer was sent and ctx->rc holds what the handler
+ * returns.
+ */
+ngx_int_t um_page_parse(um_ctx_t *ctx, um_page_t *page);
+
+/*
+ * {"data": {"<key>": <items>, "total", "page", "page_size", "pages",
+ * "has_next", "has_prev", "next_cursor"}} around a JSON array PostgreSQL
+ * built; next_cursor may be NULL.
+ */
+ngx_int_t um_page_send(um_ctx_t *ctx, um_page_t *page, const char *key,
+    u_char *items, size_t len, uint64_t total, const char *next_cursor);
+
+
+#endif /* _UM_PAGE_H_INCLUDED_ */
