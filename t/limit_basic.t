@@ -22,6 +22,8 @@ use UM::JWT qw(jwt_decode);
 my $zones = <<'EOF';
     usermgmt_limit_zone basic     key=ip rate=5r/m;
     usermgmt_limit_zone par       key=ip rate=5r/m;
+    usermgmt_limit_zone seven     key=ip rate=7r/m;
+    usermgmt_limit_zone nine      key=ip rate=9r/m;
     usermgmt_limit_zone bursty    key=ip rate=1r/h burst=3;
     usermgmt_limit_zone fast      key=ip rate=2r/s;
     usermgmt_limit_zone tight     key=ip rate=2r/h;
@@ -45,6 +47,8 @@ EOF
 my $locations = <<'EOF';
         location = /basic     { usermgmt_limit basic; return 200 "ok\n"; }
         location = /par       { usermgmt_limit par; return 200 "ok\n"; }
+        location = /seven     { usermgmt_limit seven; return 200 "ok\n"; }
+        location = /nine      { usermgmt_limit nine; return 200 "ok\n"; }
         location = /bursty    { usermgmt_limit bursty; return 200 "ok\n"; }
         location = /fast      { usermgmt_limit fast; return 200 "ok\n"; }
         location = /multi     { usermgmt_limit tight; usermgmt_limit loose;
@@ -293,6 +297,27 @@ for my $i (6 .. 7) {
 }
 is(count_of(200, @st), 5, 'basic: exactly 5 of 7 passed');
 
+
+###########################################################################
+# a rate whose emission interval is not a whole number of milliseconds
+# (7r/m: 8571.43 ms, 9r/m: 6666.67 ms): the same count-down
+
+for my $n (7, 9) {
+    my $zone = $n == 7 ? 'seven' : 'nine';
+    my (@rem, @r, @stat);
+    for my $i (1 .. $n + 1) {
+        $r = $t->get("/$zone", fresh => 1);
+        push @stat, $r->{status};
+        push @rem, $r->{headers}{'x-ratelimit-remaining'} // '-';
+        push @r, eval { sf_map(sf_list($r->{headers}{ratelimit}))->{$zone}{r} }
+                 // '-';
+    }
+    is_deeply(\@stat, [(200) x $n, 429], "$zone: ${n}r/m: $n pass, then 429");
+    is("@rem", join(' ', reverse(0 .. $n - 1), 0),
+       "$zone: X-RateLimit-Remaining counts down " . ($n - 1) . ' .. 0');
+    is("@r", join(' ', reverse(0 .. $n - 1), 0),
+       "$zone: RateLimit r counts down " . ($n - 1) . ' .. 0');
+}
 
 ###########################################################################
 # at once: 12 requests at the same moment from 12 connections, 5r/m

@@ -21,6 +21,7 @@ use UM::Test qw(error_is wait_until);
 
 my $zones = <<'EOF';
     usermgmt_limit_zone f_local     key=ip rate=3r/m;
+    usermgmt_limit_zone f_seven     key=ip rate=7r/m;
     usermgmt_limit_zone f_closed    key=ip rate=100r/m fail=closed;
     usermgmt_limit_zone f_open      key=ip rate=3r/m fail=open;
     usermgmt_limit_zone mix_open    key=ip rate=100r/m fail=open;
@@ -35,6 +36,7 @@ EOF
 
 my $locations = <<'EOF';
         location = /local       { usermgmt_limit f_local; return 200 "ok\n"; }
+        location = /seven       { usermgmt_limit f_seven; return 200 "ok\n"; }
         location = /closed      { usermgmt_limit f_closed; return 200 "ok\n"; }
         location = /open        { usermgmt_limit f_open; return 200 "ok\n"; }
         location = /mixed       { usermgmt_limit mix_open;
@@ -141,6 +143,18 @@ for my $i (1 .. 6) {
 }
 is(scalar(grep { $_ == 200 } @st), 3,
    'fail=local: exactly 3 of 6 passed with Redis down');
+
+# 7r/m: an emission interval of 8571.43 ms, not a whole number
+my @rem;
+@st = ();
+for my $i (1 .. 8) {
+    $r = get('/seven');
+    push @st, $r->{status};
+    push @rem, $r->{headers}{'x-ratelimit-remaining'} // '-';
+}
+is_deeply(\@st, [(200) x 7, 429], 'fail=local: 7r/m: 7 pass, then 429');
+is("@rem", '6 5 4 3 2 1 0 0',
+   'fail=local: 7r/m: X-RateLimit-Remaining counts down 6 .. 0');
 
 for my $i (1 .. 3) {
     $r = get('/closed');
