@@ -216,6 +216,18 @@ error_is($r, 401, 'UNAUTHORIZED', 'logout without a token: 401');
 like($r->{headers}{'www-authenticate'} // '', qr/^Bearer realm="usermgmt"/,
      '... with WWW-Authenticate');
 
+# clients that always send a JSON content type
+for my $case (['an empty body', ''], ['{}', '{}']) {
+    my $e = login_ok($u);
+    $r = $t->request('POST', $LOGOUT,
+                     { body => $case->[1],
+                       headers => $t->auth_header($e->{access_token},
+                                      'content-type' => 'application/json') });
+    is($r->{status}, 200, "logout, Content-Type JSON and $case->[0]: 200")
+        or diag($r->{content});
+    revoked_ok($e->{access_token}, "... its access token is refused");
+}
+
 # with a JSON body naming the refresh token
 my $c = login_ok($u);
 $r = $t->post($LOGOUT, { refresh_token => $c->{refresh_token} },
