@@ -26,6 +26,7 @@ my $zones = <<'EOF';
     usermgmt_limit_zone nine      key=ip rate=9r/m;
     usermgmt_limit_zone bursty    key=ip rate=1r/h burst=3;
     usermgmt_limit_zone fast      key=ip rate=2r/s;
+    usermgmt_limit_zone every2s   key=ip rate=1r/2s;
     usermgmt_limit_zone tight     key=ip rate=2r/h;
     usermgmt_limit_zone loose     key=ip rate=10r/h;
     usermgmt_limit_zone proxied   key=ip rate=3r/m;
@@ -51,6 +52,7 @@ my $locations = <<'EOF';
         location = /nine      { usermgmt_limit nine; return 200 "ok\n"; }
         location = /bursty    { usermgmt_limit bursty; return 200 "ok\n"; }
         location = /fast      { usermgmt_limit fast; return 200 "ok\n"; }
+        location = /every2s   { usermgmt_limit every2s; return 200 "ok\n"; }
         location = /multi     { usermgmt_limit tight; usermgmt_limit loose;
                                 return 204; }
         location = /loose     { usermgmt_limit loose; return 204; }
@@ -359,6 +361,20 @@ SKIP: {
     $r = $t->get('/fast', fresh => 1);
     is($r->{status}, 429, 'fast: ... and only one');
 }
+
+###########################################################################
+# Retry-After is enough: 1r/2s, wait what the 429 says, then one passes
+
+$r = $t->get('/every2s', fresh => 1);
+is($r->{status}, 200, 'every2s: the first passes');
+fields_ok($r, 'every2s', limit => 1, remaining => 0, window => 2,
+          name => 'every2s: fields (q=1, w=2)');
+$r = $t->get('/every2s', fresh => 1);
+limited_ok($r, 2, 'every2s: the second is refused');
+my $wait = $r->{headers}{'retry-after'} // 2;
+sleep $wait if $wait =~ /^\d+\z/ && $wait <= 2;
+$r = $t->get('/every2s', fresh => 1);
+is($r->{status}, 200, "every2s: after Retry-After ($wait s) one passes");
 
 ###########################################################################
 # two limits on one location: the tighter one decides, a refused request
