@@ -66,6 +66,8 @@ static ngx_int_t um_register_hashed(um_ctx_t *ctx);
 static ngx_int_t um_register_done(um_ctx_t *ctx, PGresult *res);
 
 static ngx_int_t um_login_ip_checked(um_ctx_t *ctx);
+static um_redis_cmd_t *um_login_ip_count(um_ctx_t *ctx, ngx_uint_t incr,
+    um_redis_handler_pt done);
 static void um_login_ip_done(void *data, redisReply *reply, ngx_int_t status);
 static ngx_int_t um_login_found(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_login_checked(um_ctx_t *ctx);
@@ -217,6 +219,53 @@ um_register_done(um_ctx_t *ctx, PGresult *res)
 
 
 /*
+ * The failed sign-ins of the caller's address in the current window.  The
+ * attempt is counted before the password is checked (and taken back when
+ * it succeeds), so parallel guesses cannot get past the limit.
+ */
+static um_redis_cmd_t *
+um_login_ip_count(um_ctx_t *ctx, ngx_uint_t incr, um_redis_handler_pt done)
+{
+    size_t       len, lens[5];
+    u_char      *key, *ttl;
+    const char  *argv[5];
+
+    len = sizeof(UM_LOGIN_FAILURES_PREFIX) - 1
+          + ctx->r->connection->addr_text.len;
+
+    key = ngx_pnalloc(ctx->r->pool, len);
+    ttl = ngx_pnalloc(ctx->r->pool, NGX_TIME_T_LEN);
+
+    if (key == NULL || ttl == NULL) {
+        return NULL;
+    }
+
+    ngx_sprintf(key, UM_LOGIN_FAILURES_PREFIX "%V",
+                &ctx->r->connection->addr_text);
+
+    argv[0] = "EVAL";
+    argv[1] = incr ? "local n = redis.call('INCR', KEYS[1]) "
+                     "if n == 1 then "
+                     "redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+                     "return n"
+                   : "if redis.call('GET', KEYS[1]) then "
+                     "return redis.call('DECR', KEYS[1]) end "
+                     "return 0";
+    argv[2] = "1";
+    argv[3] = (char *) key;
+    argv[4] = (char *) ttl;
+
+    lens[0] = 4;
+    lens[1] = ngx_strlen(argv[1]);
+    lens[2] = 1;
+    lens[3] = len;
+    lens[4] = ngx_sprintf(ttl, "%T", ctx->mcf->lockout) - ttl;
+
+    return um_redis_send(ctx->mcf->redis_client, done, ctx, 5, argv, lens);
+}
+
+
+/*
  * POST /api/v1/auth/login
  *
  * An unknown account, a wrong password and a locked account get the same
@@ -226,11 +275,7 @@ um_register_done(um_ctx_t *ctx, PGresult *res)
 ngx_int_t
 um_auth_login(um_ctx_t *ctx)
 {
-    size_t       len;
-    u_char      *key;
-    um_auth_t   *st;
-    const char  *argv[2];
-    size_t       lens[2];
+    um_auth_t  *st;
 
     if (um_fields_check(ctx, um_login_fields) != NGX_OK) {
         return ctx->rc;
@@ -259,25 +304,7 @@ um_auth_login(um_ctx_t *ctx)
         return um_login_ip_checked(ctx);
     }
 
-    /* failed logins from this address in the current window */
-    len = sizeof(UM_LOGIN_FAILURES_PREFIX) - 1
-          + ctx->r->connection->addr_text.len;
-
-    key = ngx_pnalloc(ctx->r->pool, len);
-    if (key == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_sprintf(key, UM_LOGIN_FAILURES_PREFIX "%V",
-                &ctx->r->connection->addr_text);
-
-    argv[0] = "GET";
-    lens[0] = 3;
-    argv[1] = (char *) key;
-    lens[1] = len;
-
-    ctx->redis = um_redis_send(ctx->mcf->redis_client, um_login_ip_done, ctx,
-                               2, argv, lens);
+    ctx->redis = um_login_ip_count(ctx, 1, um_login_ip_done);
 
     if (ctx->redis == NULL) {
         /* the account lockout in PostgreSQL still holds */
@@ -298,9 +325,8 @@ um_login_ip_done(void *data, redisReply *reply, ngx_int_t status)
 
     ctx->redis = NULL;
 
-    if (status == UM_REDIS_OK && reply->type == REDIS_REPLY_STRING
-        && (ngx_uint_t) ngx_atoi((u_char *) reply->str, reply->len)
-           >= ctx->mcf->ip_max_failures)
+    if (status == UM_REDIS_OK && reply->type == REDIS_REPLY_INTEGER
+        && reply->integer > (long long) ctx->mcf->ip_max_failures)
     {
         retry.data = buf;
         retry.len = ngx_sprintf(buf, "%T", ctx->mcf->lockout) - buf;
@@ -428,6 +454,11 @@ um_login_done(um_ctx_t *ctx, PGresult *res)
 
     st = ctx->data;
 
+    /* a success is no failure: take the attempt back, without waiting */
+    if (ctx->mcf->redis_client != NULL && ctx->mcf->ip_max_failures) {
+        (void) um_login_ip_count(ctx, 0, NULL);
+    }
+
     result = um_result_json(res);
     if (result == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -464,43 +495,7 @@ um_login_done(um_ctx_t *ctx, PGresult *res)
 static ngx_int_t
 um_login_failed_done(um_ctx_t *ctx, PGresult *res)
 {
-    size_t       len;
-    u_char      *key;
-    const char  *argv[5];
-    size_t       lens[5];
-    u_char       ttl[NGX_TIME_T_LEN];
-
-    /* count the failure against the address, without waiting for it */
-    if (ctx->mcf->redis_client != NULL && ctx->mcf->ip_max_failures) {
-        len = sizeof(UM_LOGIN_FAILURES_PREFIX) - 1
-              + ctx->r->connection->addr_text.len;
-
-        key = ngx_pnalloc(ctx->r->pool, len);
-
-        if (key != NULL) {
-            ngx_sprintf(key, UM_LOGIN_FAILURES_PREFIX "%V",
-                        &ctx->r->connection->addr_text);
-
-            argv[0] = "EVAL";
-            argv[1] = "local n = redis.call('INCR', KEYS[1]) "
-                      "if n == 1 then "
-                      "redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
-                      "return n";
-            argv[2] = "1";
-            argv[3] = (char *) key;
-            argv[4] = (char *) ttl;
-
-            lens[0] = 4;
-            lens[1] = ngx_strlen(argv[1]);
-            lens[2] = 1;
-            lens[3] = len;
-            lens[4] = ngx_sprintf(ttl, "%T", ctx->mcf->lockout) - ttl;
-
-            (void) um_redis_send(ctx->mcf->redis_client, NULL, NULL, 5,
-                                 argv, lens);
-        }
-    }
-
+    /* the attempt was counted against the address when it began */
     return um_send_error(ctx->r, NGX_HTTP_UNAUTHORIZED, UM_UNAUTHORIZED,
                          "invalid credentials", NULL);
 }
