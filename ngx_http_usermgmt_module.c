@@ -336,6 +336,16 @@ ngx_http_usermgmt_init_main_conf(ngx_conf_t *cf, void *conf)
         mcf->argon2.p = 1;
     }
 
+    if (mcf->access_ttl < 1 || mcf->refresh_ttl < 1 || mcf->lockout < 1
+        || mcf->max_failures < 1)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "usermgmt token lifetimes, the lockout time and "
+                           "\"usermgmt_login_max_failures\" must be "
+                           "positive");
+        return NGX_CONF_ERROR;
+    }
+
     if (mcf->password_min < 1 || mcf->password_min > 128) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"usermgmt_password_min_length\" must be "
@@ -449,7 +459,8 @@ ngx_http_usermgmt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_usermgmt_loc_conf_t  *prev = parent;
     ngx_http_usermgmt_loc_conf_t  *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_usermgmt_main_conf_t  *mcf;
 
     /* a content handler belongs to its own location, it is not inherited */
     if (conf->content == NGX_CONF_UNSET_UINT) {
@@ -457,8 +468,23 @@ ngx_http_usermgmt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_off_value(conf->max_body, prev->max_body, NGX_CONF_UNSET);
-    ngx_conf_merge_uint_value(conf->auth, prev->auth, UM_AUTH_OFF);
     ngx_conf_merge_ptr_value(conf->requires, prev->requires, NULL);
+
+    /* a requirement needs someone to meet it */
+    ngx_conf_merge_uint_value(conf->auth, prev->auth,
+                              conf->requires ? UM_AUTH_ON : UM_AUTH_OFF);
+
+    if (conf->auth != UM_AUTH_OFF) {
+        mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_usermgmt_module);
+
+        if (mcf->jwt_keys == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"usermgmt_auth\" needs a key: add "
+                               "\"usermgmt_jwt_key\" to the http block");
+            return NGX_CONF_ERROR;
+        }
+    }
 
     if (conf->limits == NGX_CONF_UNSET_PTR) {
         conf->limits = (prev->limits == NGX_CONF_UNSET_PTR) ? NULL
@@ -973,7 +999,8 @@ ngx_http_usermgmt_argon2(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         switch (value[i].data[0]) {
 
         case 'm':
-            if (n < 8192 || n > 4 * 1024 * 1024) {
+            /* the bounds um_password_verify() accepts */
+            if (n < 8192 || n > 1024 * 1024) {
                 goto invalid;
             }
 
@@ -981,7 +1008,7 @@ ngx_http_usermgmt_argon2(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             break;
 
         case 't':
-            if (n < 1 || n > 100) {
+            if (n < 1 || n > 64) {
                 goto invalid;
             }
 

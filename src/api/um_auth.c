@@ -51,6 +51,7 @@ typedef struct {
 
     const char          *message;           /* of a session-ending call */
     ngx_uint_t           revoke_token;
+    time_t               refresh_expires;   /* seconds left */
 } um_auth_t;
 
 
@@ -75,6 +76,7 @@ static ngx_int_t um_login_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_login_failed_done(um_ctx_t *ctx, PGresult *res);
 
 static ngx_int_t um_refresh_done(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_password_identity(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_password_found(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_password_checked(um_ctx_t *ctx);
 
@@ -84,6 +86,7 @@ static ngx_int_t um_revoke(um_ctx_t *ctx, json_t *sids, ngx_uint_t token,
     ngx_int_t (*answer)(um_ctx_t *ctx));
 static void um_revoke_done(void *data, redisReply *reply, ngx_int_t status);
 static ngx_int_t um_sessions_ended(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_password_refused(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_sessions_answer(um_ctx_t *ctx);
 static json_t *um_result_json(PGresult *res);
 
@@ -105,7 +108,14 @@ static um_pg_stmt_t  um_sql_logout = um_pg_stmt(
     "SELECT um_logout($1, $2, $3, $4, $5)");
 
 static um_pg_stmt_t  um_sql_password_of = um_pg_stmt(
-    "SELECT password_hash, email, username FROM um_password_of($1)");
+    "SELECT email, username FROM um_password_of($1)");
+
+static um_pg_stmt_t  um_sql_password_check = um_pg_stmt(
+    "SELECT password_hash, email, username, state"
+    "  FROM um_password_check_begin($1, $2, $3)");
+
+static um_pg_stmt_t  um_sql_password_failed = um_pg_stmt(
+    "SELECT um_password_check_failed($1, $2, $3)");
 
 static um_pg_stmt_t  um_sql_change_password = um_pg_stmt(
     "SELECT um_change_password($1, $2, $3, $4, $5)");
@@ -288,7 +298,7 @@ um_auth_login(um_ctx_t *ctx)
 
     st->login = um_field_str(ctx, "email");
 
-    if (st->login == NULL) {
+    if (st->login == NULL || st->login[0] == '\0') {
         st->login = um_field_str(ctx, "username");
     }
 
@@ -550,6 +560,9 @@ um_refresh_done(um_ctx_t *ctx, PGresult *res)
     status = json_string_value(json_object_get(result, "status"));
 
     if (status != NULL && ngx_strcmp(status, "ok") == 0) {
+        ((um_auth_t *) ctx->data)->refresh_expires = (time_t)
+            json_integer_value(json_object_get(result, "expires_in"));
+
         rc = um_issue(ctx, json_object_get(result, "claims"),
                       json_string_value(json_object_get(result, "sid")));
         json_decref(result);
@@ -639,7 +652,52 @@ um_auth_change_password(um_ctx_t *ctx)
 
     v[0] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
 
-    return um_query(ctx, &um_sql_password_of, v, 1, um_password_found);
+    return um_query(ctx, &um_sql_password_of, v, 1, um_password_identity);
+}
+
+
+/* the new password must pass the policy before anything is counted */
+static ngx_int_t
+um_password_identity(um_ctx_t *ctx, PGresult *res)
+{
+    um_auth_t    *st;
+    const char  **v;
+
+    st = ctx->data;
+
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        return um_send_error(ctx->r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
+                             "user not found", NULL);
+    }
+
+    st->email = um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 0),
+                        PQgetlength(res, 0, 0));
+    st->username = PQgetisnull(res, 0, 1)
+                   ? NULL : um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 1),
+                                    PQgetlength(res, 0, 1));
+
+    if (st->email == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (um_policy(ctx, "new_password", um_field_str(ctx, "new_password"),
+                  st->email, st->username)
+        != NGX_OK)
+    {
+        return ctx->rc;
+    }
+
+    v = ngx_pcalloc(ctx->r->pool, 3 * sizeof(char *));
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* counted like a login attempt, before the password is checked */
+    v[0] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
+    v[1] = um_pint(ctx, ctx->mcf->max_failures);
+    v[2] = um_pint(ctx, ctx->mcf->lockout);
+
+    return um_query(ctx, &um_sql_password_check, v, 3, um_password_found);
 }
 
 
@@ -650,28 +708,22 @@ um_password_found(um_ctx_t *ctx, PGresult *res)
 
     st = ctx->data;
 
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 3)) {
         return um_send_error(ctx->r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
                              "user not found", NULL);
     }
 
-    st->phc = um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 0),
-                      PQgetlength(res, 0, 0));
-    st->email = um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 1),
-                        PQgetlength(res, 0, 1));
-    st->username = PQgetisnull(res, 0, 2)
-                   ? NULL : um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 2),
-                                    PQgetlength(res, 0, 2));
+    st->state = um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 3),
+                        PQgetlength(res, 0, 3));
 
-    if (st->phc == NULL || st->email == NULL) {
+    /* a locked account is checked against the dummy, and refused */
+    st->phc = PQgetisnull(res, 0, 0)
+              ? ctx->mcf->dummy_hash
+              : um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 0),
+                        PQgetlength(res, 0, 0));
+
+    if (st->phc == NULL || st->state == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (um_policy(ctx, "new_password", um_field_str(ctx, "new_password"),
-                  st->email, st->username)
-        != NGX_OK)
-    {
-        return ctx->rc;
     }
 
     st->password = um_field_str(ctx, "current_password");
@@ -691,13 +743,18 @@ um_password_checked(um_ctx_t *ctx)
 
     st = ctx->data;
 
-    if (!st->verified) {
-        return um_send_error(ctx->r, NGX_HTTP_UNAUTHORIZED, UM_UNAUTHORIZED,
-                             "the current password is incorrect",
-                             json_pack("[{ss ss ss}]",
-                                       "field", "current_password",
-                                       "rule", "incorrect",
-                                       "message", "does not match"));
+    if (!st->verified || ngx_strcmp(st->state, "ok") != 0) {
+        v = ngx_pcalloc(ctx->r->pool, 3 * sizeof(char *));
+        if (v == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        v[0] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
+        v[1] = um_client_ip(ctx);
+        v[2] = um_user_agent(ctx);
+
+        return um_query(ctx, &um_sql_password_failed, v, 3,
+                        um_password_refused);
     }
 
     if (!st->hashed) {
@@ -718,6 +775,19 @@ um_password_checked(um_ctx_t *ctx)
     st->message = "password changed; other sessions ended";
 
     return um_query(ctx, &um_sql_change_password, v, 5, um_sessions_ended);
+}
+
+
+/* the failed check is audited; the lockout counted it already */
+static ngx_int_t
+um_password_refused(um_ctx_t *ctx, PGresult *res)
+{
+    return um_send_error(ctx->r, NGX_HTTP_UNAUTHORIZED, UM_UNAUTHORIZED,
+                         "the current password is incorrect",
+                         json_pack("[{ss ss ss}]",
+                                   "field", "current_password",
+                                   "rule", "incorrect",
+                                   "message", "does not match"));
 }
 
 
@@ -1004,7 +1074,8 @@ um_issued(um_ctx_t *ctx)
                     "\"token_type\":\"bearer\",\"expires_in\":%T,"
                     "\"refresh_expires_in\":%T",
                     st->jwt, st->refresh, ctx->mcf->access_ttl,
-                    ctx->mcf->refresh_ttl);
+                    st->refresh_expires ? st->refresh_expires
+                                        : ctx->mcf->refresh_ttl);
 
     if (st->user != NULL) {
         p = ngx_sprintf(p, ",\"user\":");

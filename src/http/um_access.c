@@ -1,6 +1,6 @@
 /*
  * Access control: verify the bearer token in-process, check that it was
- * not revoked (one Redis round trip), check the tenant and the permission
+ * not revoked (in this node's copy of the deny-list), check the tenant and the permission
  * the route or the location requires, and keep the identity in the request
  * context for the content handler, the variables and the upstream.
  *
@@ -237,7 +237,11 @@ um_access_start(um_ctx_t *ctx, ngx_http_usermgmt_loc_conf_t *lcf)
     rc = ctx->verified ? ctx->verify_rc : um_access_verify(ctx);
 
     if (rc == NGX_DECLINED) {
-        if (lcf->content != UM_CONTENT_API && lcf->auth == UM_AUTH_OPTIONAL) {
+        /* "optional" lets the anonymous through, unless something is
+         * required of the caller */
+        if (lcf->content != UM_CONTENT_API && lcf->auth == UM_AUTH_OPTIONAL
+            && lcf->requires == NULL)
+        {
             return NGX_DECLINED;
         }
 

@@ -411,9 +411,15 @@ um_client_ip(um_ctx_t *ctx)
 }
 
 
+/*
+ * The User-Agent for the audit trail: at most 512 bytes of text.  A client
+ * controls it, so anything that is not printable UTF-8 becomes '?', and it
+ * is cut on a character boundary.
+ */
 const char *
 um_user_agent(um_ctx_t *ctx)
 {
+    u_char           *p, *src, *last, *dst, *next;
     ngx_table_elt_t  *h;
 
     h = ctx->r->headers_in.user_agent;
@@ -422,7 +428,46 @@ um_user_agent(um_ctx_t *ctx)
         return NULL;
     }
 
-    return um_pstr(ctx, h->value.data, ngx_min(h->value.len, 512));
+    p = ngx_pnalloc(ctx->r->pool, 513);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    src = h->value.data;
+    last = src + h->value.len;
+    dst = p;
+
+    while (src < last) {
+        next = src;
+
+        if (*src >= 0x20 && *src < 0x7f) {
+            next = src + 1;
+
+        } else if (*src < 0x80
+                   || ngx_utf8_decode(&next, last - src) > 0x10ffff
+                   || !um_is_text(src, next - src))
+        {
+            /* not printable text */
+            if (dst + 1 > p + 512) {
+                break;
+            }
+
+            *dst++ = '?';
+            src++;
+            continue;
+        }
+
+        if (dst + (next - src) > p + 512) {
+            break;
+        }
+
+        dst = ngx_cpymem(dst, src, next - src);
+        src = next;
+    }
+
+    *dst = '\0';
+
+    return (const char *) p;
 }
 
 

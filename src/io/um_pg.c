@@ -564,8 +564,8 @@ um_pg_idle_read(um_pg_conn_t *pc)
 
     if (!PQconsumeInput(pc->pg) || PQstatus(pc->pg) == CONNECTION_BAD) {
         ngx_log_error(NGX_LOG_WARN, pool->log, 0,
-                      "usermgmt: idle postgres connection closed: %s",
-                      PQerrorMessage(pc->pg));
+                      "usermgmt: the server closed an idle postgres "
+                      "connection");
         pool->stats->errors++;
         um_pg_close(pc);
         um_pg_count(pool);
