@@ -490,12 +490,15 @@ ngx_http_usermgmt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->limits = (prev->limits == NGX_CONF_UNSET_PTR) ? NULL
                                                              : prev->limits;
         conf->limit_after_body = prev->limit_after_body;
+        conf->limit_file = prev->limit_file;
+        conf->limit_line = prev->limit_line;
     }
 
     if (conf->limit_after_body && conf->content != UM_CONTENT_API) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "a \"usermgmt_limit\" zone with key=account "
-                           "needs a \"usermgmt_api\" location");
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"usermgmt_limit\" with a key=account zone needs a "
+                      "\"usermgmt_api\" location in %V:%ui",
+                      &conf->limit_file, conf->limit_line);
         return NGX_CONF_ERROR;
     }
 

@@ -109,7 +109,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t               name;
-    ngx_uint_t              index;
+    ngx_uint_t              stat;           /* its counters in the zone */
     ngx_uint_t              key;            /* UM_LIMIT_KEY_* */
     ngx_http_complex_value_t  *var;
     ngx_uint_t              count;          /* requests per period */
@@ -133,6 +133,8 @@ typedef struct {
     ngx_array_t            *requires;       /* um_require_t */
     ngx_array_t            *limits;         /* indexes of limit zones */
     ngx_uint_t              limit_after_body;
+    ngx_str_t               limit_file;     /* where key=account was used */
+    ngx_uint_t              limit_line;
 } ngx_http_usermgmt_loc_conf_t;
 
 

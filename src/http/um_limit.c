@@ -20,6 +20,7 @@
 
 
 #define UM_LIMIT_SLOTS     65536
+#define UM_LIMIT_STATS     64
 #define UM_LIMIT_PROBES    16
 #define UM_LIMIT_PREFIX    "usermgmt:rl:"
 
@@ -32,13 +33,15 @@
 
 
 /*
- * KEYS: one per limit.  ARGV: per limit, the emission interval (ms) and
+ * KEYS: one per limit.  ARGV: per limit, the emission interval (us) and
  * the bucket size.  Returns allowed, then per limit: remaining, the wait
- * before a retry (ms), the time until the bucket is full (ms).
+ * before a retry (ms), the time until the bucket is full (ms).  Times are
+ * kept in microseconds, so that rates like 7 a minute stay exact; the
+ * small slack in the floor absorbs the rounding of the division.
  */
 static const char  um_limit_script[] =
     "local t = redis.call('TIME')\n"
-    "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+    "local now = t[1] * 1000000 + t[2]\n"
     "local allowed, out, tats, olds = 1, {}, {}, {}\n"
     "for i = 1, #KEYS do\n"
     "  local ei = tonumber(ARGV[2 * i - 1])\n"
@@ -50,24 +53,24 @@ static const char  um_limit_script[] =
     "  if diff < 0 then\n"
     "    allowed = 0\n"
     "    out[3 * i - 2] = 0\n"
-    "    out[3 * i - 1] = math.ceil(-diff)\n"
+    "    out[3 * i - 1] = math.ceil(-diff / 1000)\n"
     "  else\n"
-    "    out[3 * i - 2] = math.floor(diff / ei)\n"
+    "    out[3 * i - 2] = math.floor(diff / ei + 0.001)\n"
     "    out[3 * i - 1] = 0\n"
     "  end\n"
-    "  out[3 * i] = math.ceil(new - now)\n"
+    "  out[3 * i] = math.ceil((new - now) / 1000)\n"
     "  tats[i], olds[i] = new, tat\n"
     "end\n"
     "for i = 1, #KEYS do\n"
     "  if allowed == 1 then\n"
-    "    redis.call('SET', KEYS[i], tats[i], 'PX',\n"
-    "               math.max(1, math.ceil(tats[i] - now)))\n"
+    "    redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX',\n"
+    "               math.max(1, math.ceil((tats[i] - now) / 1000)))\n"
     "  else\n"
     "    -- refused: no bucket gives anything, so none reports a taking\n"
     "    if out[3 * i - 1] == 0 then\n"
     "      out[3 * i - 2] = out[3 * i - 2] + 1\n"
     "    end\n"
-    "    out[3 * i] = math.ceil(olds[i] - now)\n"
+    "    out[3 * i] = math.ceil((olds[i] - now) / 1000)\n"
     "  end\n"
     "end\n"
     "table.insert(out, 1, allowed)\n"
@@ -76,19 +79,21 @@ static const char  um_limit_script[] =
 
 typedef struct {
     uint64_t               hash;
-    int64_t                tat;        /* ms */
+    int64_t                tat;        /* us */
 } um_limit_entry_t;
 
 
+/* the counters of a zone, found by its name across reloads */
 typedef struct {
+    u_char                 name[48];
+    size_t                 len;
     ngx_atomic_t           results[UM_LIMIT_RESULTS];
 } um_limit_stats_t;
 
 
 typedef struct {
     ngx_uint_t             nslots;
-    ngx_uint_t             nzones;
-    um_limit_stats_t      *stats;      /* nzones */
+    um_limit_stats_t       stats[UM_LIMIT_STATS];
     um_limit_entry_t       slots[1];
 } um_limit_shm_t;
 
@@ -98,7 +103,7 @@ typedef struct {
     um_limit_zone_t       *zone;
     u_char                *key;
     size_t                 key_len;
-    double                 interval;   /* ms between requests */
+    double                 interval;   /* us between requests */
     ngx_uint_t             capacity;
     ngx_uint_t             count;      /* for the headers */
     ngx_msec_t             period;
@@ -130,7 +135,7 @@ static ngx_int_t um_limit_headers(um_ctx_t *ctx);
 static ngx_int_t um_limit_resume_phases(um_ctx_t *ctx, ngx_int_t rc);
 static void um_limit_count(ngx_http_usermgmt_main_conf_t *mcf,
     um_limit_zone_t *zone, ngx_uint_t result);
-static int64_t um_limit_now_ms(void);
+static int64_t um_limit_now_us(void);
 static ngx_int_t um_limit_parse_rate(ngx_str_t *s, ngx_uint_t *count,
     ngx_msec_t *period);
 
@@ -305,7 +310,7 @@ um_limit_prepare(um_ctx_t *ctx, um_limit_run_t *run)
         }
 
         c->capacity = zone->burst ? zone->burst : c->count;
-        c->interval = (double) c->period / c->count;
+        c->interval = (double) c->period * 1000 / c->count;
 
         switch (zone->key) {
 
@@ -601,7 +606,7 @@ um_limit_local(um_ctx_t *ctx, um_limit_check_t *c, ngx_uint_t commit)
     ngx_memcpy(&h, md, sizeof(h));
     h |= 1;
 
-    now = um_limit_now_ms();
+    now = um_limit_now_us();
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -629,13 +634,13 @@ um_limit_local(um_ctx_t *ctx, um_limit_check_t *c, ngx_uint_t commit)
         tat = now;
     }
 
-    new = tat + (int64_t) c->interval;
-    diff = now - (new - (int64_t) (c->capacity * c->interval));
+    new = tat + (int64_t) (c->interval + 0.5);
+    diff = now - (new - (int64_t) (c->capacity * c->interval + 0.5));
 
     if (diff < 0) {
         c->remaining = 0;
-        c->retry = -diff;
-        c->reset = tat - now;
+        c->retry = (-diff + 999) / 1000;
+        c->reset = (tat - now + 999) / 1000;
         ngx_shmtx_unlock(&shpool->mutex);
         return NGX_DECLINED;
     }
@@ -648,9 +653,9 @@ um_limit_local(um_ctx_t *ctx, um_limit_check_t *c, ngx_uint_t commit)
     ngx_shmtx_unlock(&shpool->mutex);
 
     /* what is left once this request is counted */
-    c->remaining = (int64_t) (diff / c->interval);
+    c->remaining = (int64_t) (diff / c->interval + 0.001);
     c->retry = 0;
-    c->reset = new - now;
+    c->reset = (new - now + 999) / 1000;
 
     return NGX_OK;
 }
@@ -829,8 +834,8 @@ um_limit_count(ngx_http_usermgmt_main_conf_t *mcf, um_limit_zone_t *zone,
 
     shm = mcf->limit_zone->data;
 
-    if (zone->index < shm->nzones) {
-        (void) ngx_atomic_fetch_add(&shm->stats[zone->index].results[result],
+    if (zone->stat < UM_LIMIT_STATS) {
+        (void) ngx_atomic_fetch_add(&shm->stats[zone->stat].results[result],
                                     1);
     }
 }
@@ -854,12 +859,16 @@ um_limit_metrics(ngx_http_usermgmt_main_conf_t *mcf, u_char *p)
                     "Rate limit decisions by zone and result.\n"
                     "# TYPE usermgmt_ratelimit_decisions_total counter\n");
 
-    for (i = 0; i < mcf->limit_zones->nelts && i < shm->nzones; i++) {
+    for (i = 0; i < mcf->limit_zones->nelts; i++) {
+        if (zones[i].stat >= UM_LIMIT_STATS) {
+            continue;
+        }
+
         for (k = 0; k < UM_LIMIT_RESULTS; k++) {
             p = ngx_sprintf(p, "usermgmt_ratelimit_decisions_total"
                             "{zone=\"%V\",result=\"%s\"} %uA\n",
                             &zones[i].name, um_limit_result_names[k],
-                            shm->stats[i].results[k]);
+                            shm->stats[zones[i].stat].results[k]);
         }
     }
 
@@ -883,7 +892,6 @@ um_limit_add_zone(ngx_conf_t *cf, ngx_http_usermgmt_main_conf_t *mcf)
 {
     u_char      md[SHA_DIGEST_LENGTH], *p;
     size_t      size, i;
-    ngx_uint_t  nzones;
     ngx_str_t   name = ngx_string("usermgmt_limits");
     static const char  hex[] = "0123456789abcdef";
 
@@ -891,10 +899,8 @@ um_limit_add_zone(ngx_conf_t *cf, ngx_http_usermgmt_main_conf_t *mcf)
         return NGX_OK;
     }
 
-    nzones = mcf->limit_zones->nelts;
-
-    size = sizeof(um_limit_shm_t) + UM_LIMIT_SLOTS * sizeof(um_limit_entry_t)
-           + nzones * sizeof(um_limit_stats_t);
+    /* one size whatever the zones, so that a reload keeps the buckets */
+    size = sizeof(um_limit_shm_t) + UM_LIMIT_SLOTS * sizeof(um_limit_entry_t);
     size = ngx_align(size + 16 * ngx_pagesize, ngx_pagesize);
 
     mcf->limit_zone = ngx_shared_memory_add(cf, &name, size,
@@ -904,7 +910,7 @@ um_limit_add_zone(ngx_conf_t *cf, ngx_http_usermgmt_main_conf_t *mcf)
     }
 
     mcf->limit_zone->init = um_limit_init_zone;
-    mcf->limit_zone->data = (void *) (uintptr_t) nzones;
+    mcf->limit_zone->data = mcf;
 
     /* the script's SHA-1, the name EVALSHA calls it by */
     SHA1((u_char *) um_limit_script, sizeof(um_limit_script) - 1, md);
@@ -925,57 +931,82 @@ um_limit_add_zone(ngx_conf_t *cf, ngx_http_usermgmt_main_conf_t *mcf)
 static ngx_int_t
 um_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
-    size_t            size;
-    ngx_uint_t        nzones;
-    um_limit_shm_t   *shm, *old;
-    ngx_slab_pool_t  *shpool;
+    size_t                          size;
+    ngx_uint_t                      i, k;
+    um_limit_shm_t                 *shm;
+    um_limit_zone_t                *zone;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_usermgmt_main_conf_t  *mcf;
 
-    nzones = (ngx_uint_t) (uintptr_t) shm_zone->data;
-    old = data;
-
-    if (old != NULL && old->nzones == nzones) {
-        shm_zone->data = old;
-        return NGX_OK;
-    }
-
+    mcf = shm_zone->data;
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    if (shm_zone->shm.exists) {
-        shm_zone->data = shpool->data;
-        return NGX_OK;
+    if (data != NULL) {
+        /* a reload: the buckets and counters go on */
+        shm = data;
+
+    } else if (shm_zone->shm.exists) {
+        shm = shpool->data;
+
+    } else {
+        size = sizeof(um_limit_shm_t)
+               + UM_LIMIT_SLOTS * sizeof(um_limit_entry_t);
+
+        shm = ngx_slab_calloc(shpool, size);
+        if (shm == NULL) {
+            return NGX_ERROR;
+        }
+
+        shm->nslots = UM_LIMIT_SLOTS;
+        shpool->data = shm;
     }
 
-    size = sizeof(um_limit_shm_t) + UM_LIMIT_SLOTS * sizeof(um_limit_entry_t);
-
-    shm = ngx_slab_calloc(shpool, size);
-    if (shm == NULL) {
-        return NGX_ERROR;
-    }
-
-    shm->stats = ngx_slab_calloc(shpool,
-                                 ngx_max(nzones, 1) * sizeof(um_limit_stats_t));
-    if (shm->stats == NULL) {
-        return NGX_ERROR;
-    }
-
-    shm->nslots = UM_LIMIT_SLOTS;
-    shm->nzones = nzones;
-
-    shpool->data = shm;
     shm_zone->data = shm;
+
+    /* each zone finds its counters by name, or takes free ones */
+    zone = mcf->limit_zones->elts;
+
+    for (i = 0; i < mcf->limit_zones->nelts; i++) {
+        zone[i].stat = UM_LIMIT_STATS;
+
+        if (zone[i].name.len > sizeof(shm->stats[0].name)) {
+            continue;
+        }
+
+        for (k = 0; k < UM_LIMIT_STATS; k++) {
+            if (shm->stats[k].len == zone[i].name.len
+                && ngx_strncmp(shm->stats[k].name, zone[i].name.data,
+                               zone[i].name.len) == 0)
+            {
+                zone[i].stat = k;
+                break;
+            }
+        }
+
+        for (k = 0; zone[i].stat == UM_LIMIT_STATS && k < UM_LIMIT_STATS;
+             k++)
+        {
+            if (shm->stats[k].len == 0) {
+                ngx_memcpy(shm->stats[k].name, zone[i].name.data,
+                           zone[i].name.len);
+                shm->stats[k].len = zone[i].name.len;
+                zone[i].stat = k;
+            }
+        }
+    }
 
     return NGX_OK;
 }
 
 
 static int64_t
-um_limit_now_ms(void)
+um_limit_now_us(void)
 {
     ngx_time_t  *tp;
 
     tp = ngx_timeofday();
 
-    return (int64_t) tp->sec * 1000 + tp->msec;
+    return ((int64_t) tp->sec * 1000 + tp->msec) * 1000;
 }
 
 
@@ -1027,7 +1058,6 @@ ngx_http_usermgmt_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_memzero(zone, sizeof(um_limit_zone_t));
 
     zone->name = value[1];
-    zone->index = mcf->limit_zones->nelts - 1;
     zone->key = NGX_CONF_UNSET_UINT;
     zone->fail = UM_LIMIT_FAIL_LOCAL;
 
@@ -1230,6 +1260,10 @@ ngx_http_usermgmt_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (z[i].key == UM_LIMIT_KEY_ACCOUNT) {
         lcf->limit_after_body = 1;
+
+        /* for the error, should the location turn out not to be an API */
+        lcf->limit_file = cf->conf_file->file.name;
+        lcf->limit_line = cf->conf_file->line;
     }
 
     return NGX_CONF_OK;
