@@ -19,19 +19,47 @@
 #define UM_REVOKE_SLOTS      131072
 #define UM_REVOKE_PROBES     64
 #define UM_REVOKE_TICK       1000
+#define UM_REVOKE_BATCH      128
+
+
+/*
+ * Publishes revocations: ARGV[1] is now, then pairs of id and expiry.
+ * The set forgets what has expired on every call.
+ */
+static const char  um_revoke_script[] =
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) "
+    "local msg = {} "
+    "for i = 2, #ARGV - 1, 2 do "
+    "  redis.call('ZADD', KEYS[1], 'GT', ARGV[i + 1], ARGV[i]) "
+    "  msg[#msg + 1] = ARGV[i] .. ' ' .. ARGV[i + 1] "
+    "end "
+    "redis.call('PUBLISH', '" UM_REVOKED_CHANNEL "', table.concat(msg, ' ')) "
+    "return #msg";
 
 
 typedef struct {
     u_char                id[16];
     int64_t               exp;
+    ngx_uint_t            pending;      /* not yet told to Redis */
 } um_revoke_entry_t;
 
 
 typedef struct {
     ngx_uint_t            nslots;
-    ngx_atomic_t          full;         /* an id found no slot */
+    ngx_atomic_t          full_until;   /* an id found no slot */
+    ngx_atomic_t          pending;      /* entries not yet in Redis */
     um_revoke_entry_t     slots[1];
 } um_revoke_table_t;
+
+
+/* revocations on their way to Redis */
+typedef struct {
+    um_ctx_t                       *ctx;
+    um_redis_handler_pt             handler;
+    ngx_str_t                      *ids;
+    ngx_uint_t                      n;
+    time_t                          exp;
+} um_revoke_job_t;
 
 
 typedef struct {
@@ -40,6 +68,11 @@ typedef struct {
     ngx_event_t                     tick;
     um_redis_cmd_t                 *catchup;
     u_char                          now[NGX_TIME_T_LEN + 1];
+
+    /* the batch of the node's unpublished revocations being replayed */
+    um_revoke_entry_t               replay[UM_REVOKE_BATCH];
+    ngx_uint_t                      nreplay;
+    unsigned                        replaying:1;
     unsigned                        subscribed:1;
     unsigned                        live:1;
 } um_revoke_worker_t;
@@ -54,7 +87,15 @@ static void um_revoke_caught_up(void *data, redisReply *reply,
 static ngx_int_t um_revoke_parse_id(const u_char *s, size_t len,
     u_char id[16]);
 static void um_revoke_insert(ngx_shm_zone_t *zone, const u_char *s,
-    size_t len, int64_t exp);
+    size_t len, int64_t exp, ngx_uint_t pending);
+static void um_revoke_published(void *data, redisReply *reply,
+    ngx_int_t status);
+static void um_revoke_replay(um_revoke_worker_t *w);
+static void um_revoke_replayed(void *data, redisReply *reply,
+    ngx_int_t status);
+static void um_revoke_mark(ngx_shm_zone_t *zone, um_revoke_entry_t *e,
+    ngx_uint_t n);
+static size_t um_revoke_id_text(u_char id[16], u_char text[37]);
 static void um_revoke_insert_list(ngx_shm_zone_t *zone, const char *s,
     size_t len);
 static ngx_int_t um_revoke_lookup(ngx_shm_zone_t *zone, ngx_str_t *id);
@@ -163,7 +204,8 @@ um_revoke_check(ngx_http_usermgmt_main_conf_t *mcf, ngx_str_t *jti,
     }
 
     if (rc == NGX_DECLINED || !um_revoke_worker.live
-        || ((um_revoke_table_t *) mcf->revoke_zone->data)->full)
+        || (time_t) ((um_revoke_table_t *) mcf->revoke_zone->data)->full_until
+           > ngx_time())
     {
         return NGX_DECLINED;
     }
@@ -220,72 +262,103 @@ um_revoke_answer(redisReply *reply)
 /*
  * Revokes ids (sessions or token ids) until exp: at once on this node, and
  * through Redis for every node.  Returns the Redis command to wait for, or
- * NULL when Redis is out of reach (the local copy still holds).
+ * NULL when Redis is out of reach: the node then keeps the ids and replays
+ * them to Redis when it is back.
  */
 um_redis_cmd_t *
 um_revoke_ids(um_ctx_t *ctx, ngx_str_t *ids, ngx_uint_t n, time_t exp,
     um_redis_handler_pt handler)
 {
-    u_char       *p;
-    size_t       *lens;
-    ngx_uint_t    i, k;
-    const char  **argv;
+    u_char           *p;
+    size_t           *lens, exp_len;
+    ngx_uint_t        i, k;
+    const char      **argv;
+    um_redis_cmd_t   *cmd;
+    um_revoke_job_t  *job;
 
     for (i = 0; i < n; i++) {
-        um_revoke_insert(ctx->mcf->revoke_zone, ids[i].data, ids[i].len,
-                         exp);
+        um_revoke_insert(ctx->mcf->revoke_zone, ids[i].data, ids[i].len, exp,
+                         0);
     }
 
     if (ctx->mcf->redis_client == NULL || n == 0) {
         return NULL;
     }
 
-    /* EVAL script 1 set exp now id... */
-    argv = ngx_palloc(ctx->r->pool, (6 + n) * sizeof(char *));
-    lens = ngx_palloc(ctx->r->pool, (6 + n) * sizeof(size_t));
+    job = ngx_palloc(ctx->r->pool, sizeof(um_revoke_job_t));
+    argv = ngx_palloc(ctx->r->pool, (5 + 2 * n) * sizeof(char *));
+    lens = ngx_palloc(ctx->r->pool, (5 + 2 * n) * sizeof(size_t));
+    p = ngx_pnalloc(ctx->r->pool, NGX_TIME_T_LEN);
 
-    if (argv == NULL || lens == NULL) {
-        return NULL;
+    if (job == NULL || argv == NULL || lens == NULL || p == NULL) {
+        goto unpublished;
     }
 
+    job->ctx = ctx;
+    job->handler = handler;
+    job->ids = ids;
+    job->n = n;
+    job->exp = exp;
+
+    /* EVAL script 1 set now id exp id exp ... */
     argv[0] = "EVAL";
-    argv[1] = "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2]) "
-              "local msg = {} "
-              "for i = 3, #ARGV do "
-              "  redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[i]) "
-              "  msg[#msg + 1] = ARGV[i] .. ' ' .. ARGV[1] "
-              "end "
-              "redis.call('PUBLISH', '" UM_REVOKED_CHANNEL "', "
-              "           table.concat(msg, ' ')) "
-              "return #ARGV - 2";
+    argv[1] = um_revoke_script;
     argv[2] = "1";
     argv[3] = UM_REVOKED_SET;
-    argv[4] = um_pint(ctx, exp);
-    argv[5] = um_pint(ctx, ngx_time());
+    argv[4] = um_pint(ctx, ngx_time());
 
-    if (argv[4] == NULL || argv[5] == NULL) {
-        return NULL;
+    if (argv[4] == NULL) {
+        goto unpublished;
     }
 
-    k = 6;
+    exp_len = ngx_sprintf(p, "%T", exp) - p;
 
-    for (i = 0; i < n; i++) {
-        p = ngx_pnalloc(ctx->r->pool, ids[i].len);
-        if (p == NULL) {
-            return NULL;
-        }
-
-        ngx_memcpy(p, ids[i].data, ids[i].len);
-        argv[k] = (char *) p;
+    for (i = 0, k = 5; i < n; i++) {
+        argv[k] = (char *) ids[i].data;
         lens[k] = ids[i].len;
+        k++;
+        argv[k] = (char *) p;
+        lens[k] = exp_len;
         k++;
     }
 
-    for (i = 0; i < 6; i++) {
+    for (i = 0; i < 5; i++) {
         lens[i] = ngx_strlen(argv[i]);
     }
 
-    return um_redis_send(ctx->mcf->redis_client, handler, ctx, k, argv, lens);
+    cmd = um_redis_send(ctx->mcf->redis_client, um_revoke_published, job, k,
+                        argv, lens);
+
+    if (cmd != NULL) {
+        return cmd;
+    }
+
+unpublished:
+
+    for (i = 0; i < n; i++) {
+        um_revoke_insert(ctx->mcf->revoke_zone, ids[i].data, ids[i].len, exp,
+                         1);
+    }
+
+    return NULL;
+}
+
+
+static void
+um_revoke_published(void *data, redisReply *reply, ngx_int_t status)
+{
+    um_revoke_job_t  *job = data;
+    ngx_uint_t        i;
+
+    if (status != UM_REDIS_OK || reply->type == REDIS_REPLY_ERROR) {
+        /* kept here, and replayed to Redis once it answers again */
+        for (i = 0; i < job->n; i++) {
+            um_revoke_insert(job->ctx->mcf->revoke_zone, job->ids[i].data,
+                             job->ids[i].len, job->exp, 1);
+        }
+    }
+
+    job->handler(job->ctx, reply, status);
 }
 
 
@@ -342,6 +415,12 @@ um_revoke_tick(ngx_event_t *ev)
         {
             w->subscribed = 1;
         }
+    }
+
+    if (w->live && !w->replaying
+        && ((um_revoke_table_t *) w->mcf->revoke_zone->data)->pending)
+    {
+        um_revoke_replay(w);
     }
 
     if (!ngx_exiting) {
@@ -431,7 +510,7 @@ um_revoke_caught_up(void *data, redisReply *reply, ngx_int_t status)
         {
             um_revoke_insert(w->mcf->revoke_zone, (u_char *) id->str,
                              id->len,
-                             ngx_atoi((u_char *) score->str, score->len));
+                             ngx_atoi((u_char *) score->str, score->len), 0);
         }
     }
 
@@ -475,7 +554,7 @@ um_revoke_insert_list(ngx_shm_zone_t *zone, const char *s, size_t len)
         }
 
         um_revoke_insert(zone, (u_char *) id, idlen,
-                         ngx_atoi((u_char *) num, numlen));
+                         ngx_atoi((u_char *) num, numlen), 0);
     }
 }
 
@@ -508,7 +587,7 @@ um_revoke_parse_id(const u_char *s, size_t len, u_char id[16])
 
 static void
 um_revoke_insert(ngx_shm_zone_t *zone, const u_char *s, size_t len,
-    int64_t exp)
+    int64_t exp, ngx_uint_t pending)
 {
     u_char              id[16];
     uint64_t            h;
@@ -533,13 +612,15 @@ um_revoke_insert(ngx_shm_zone_t *zone, const u_char *s, size_t len,
     for (i = 0; i < UM_REVOKE_PROBES; i++) {
         slot = (h + i) % t->nslots;
 
-        if (ngx_memcmp(t->slots[slot].id, id, 16) == 0) {
+        if (ngx_memcmp(t->slots[slot].id, id, 16) == 0
+            && t->slots[slot].exp > now)
+        {
             if (t->slots[slot].exp < exp) {
                 t->slots[slot].exp = exp;
             }
 
-            ngx_shmtx_unlock(&shpool->mutex);
-            return;
+            free = slot;
+            goto found;
         }
 
         if (free == t->nslots && t->slots[slot].exp <= now) {
@@ -548,12 +629,28 @@ um_revoke_insert(ngx_shm_zone_t *zone, const u_char *s, size_t len,
     }
 
     if (free == t->nslots) {
-        /* never drop a revocation: ask Redis from now on */
-        t->full = 1;
+        /* never drop a revocation: ask Redis until this one has expired */
+        if ((int64_t) t->full_until < exp) {
+            t->full_until = exp;
+        }
 
-    } else {
-        ngx_memcpy(t->slots[free].id, id, 16);
-        t->slots[free].exp = exp;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return;
+    }
+
+    if (t->slots[free].pending) {
+        t->pending--;
+    }
+
+    ngx_memcpy(t->slots[free].id, id, 16);
+    t->slots[free].exp = exp;
+    t->slots[free].pending = 0;
+
+found:
+
+    if (pending && !t->slots[free].pending) {
+        t->slots[free].pending = 1;
+        t->pending++;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -595,4 +692,119 @@ um_revoke_lookup(ngx_shm_zone_t *zone, ngx_str_t *s)
     ngx_shmtx_unlock(&shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * Revocations made while Redis was away reach the other nodes now: a
+ * batch at a time, taken off the table's pending list and put back if
+ * Redis fails again.
+ */
+static void
+um_revoke_replay(um_revoke_worker_t *w)
+{
+    size_t              lens[5 + 2 * UM_REVOKE_BATCH];
+    int64_t             now;
+    ngx_uint_t          i, k;
+    const char         *argv[5 + 2 * UM_REVOKE_BATCH];
+    ngx_slab_pool_t    *shpool;
+    um_revoke_table_t  *t;
+    u_char              ids[UM_REVOKE_BATCH][37];
+    u_char              exps[UM_REVOKE_BATCH][NGX_INT64_LEN];
+
+    t = w->mcf->revoke_zone->data;
+    shpool = (ngx_slab_pool_t *) w->mcf->revoke_zone->shm.addr;
+    now = ngx_time();
+    w->nreplay = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < t->nslots && w->nreplay < UM_REVOKE_BATCH; i++) {
+        if (!t->slots[i].pending) {
+            continue;
+        }
+
+        t->slots[i].pending = 0;
+        t->pending--;
+
+        if (t->slots[i].exp > now) {
+            w->replay[w->nreplay++] = t->slots[i];
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (w->nreplay == 0) {
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argv[1] = um_revoke_script;
+    argv[2] = "1";
+    argv[3] = UM_REVOKED_SET;
+    argv[4] = (char *) w->now;
+    *ngx_sprintf(w->now, "%T", ngx_time()) = '\0';
+
+    for (i = 0, k = 5; i < w->nreplay; i++) {
+        /* hiredis copies the arguments: stack buffers are enough */
+        argv[k] = (char *) ids[i];
+        lens[k] = um_revoke_id_text(w->replay[i].id, ids[i]);
+        k++;
+
+        argv[k] = (char *) exps[i];
+        lens[k] = ngx_sprintf(exps[i], "%L", w->replay[i].exp) - exps[i];
+        k++;
+    }
+
+    for (i = 0; i < 5; i++) {
+        lens[i] = ngx_strlen(argv[i]);
+    }
+
+    if (um_redis_send(w->mcf->redis_client, um_revoke_replayed, w, k, argv,
+                      lens)
+        == NULL)
+    {
+        um_revoke_mark(w->mcf->revoke_zone, w->replay, w->nreplay);
+        return;
+    }
+
+    w->replaying = 1;
+}
+
+
+static void
+um_revoke_replayed(void *data, redisReply *reply, ngx_int_t status)
+{
+    um_revoke_worker_t  *w = data;
+
+    w->replaying = 0;
+
+    if (status != UM_REDIS_OK || reply->type == REDIS_REPLY_ERROR) {
+        um_revoke_mark(w->mcf->revoke_zone, w->replay, w->nreplay);
+    }
+}
+
+
+/* puts entries back on the pending list */
+static void
+um_revoke_mark(ngx_shm_zone_t *zone, um_revoke_entry_t *e, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+    u_char      text[37];
+
+    for (i = 0; i < n; i++) {
+        um_revoke_insert(zone, text, um_revoke_id_text(e[i].id, text),
+                         e[i].exp, 1);
+    }
+}
+
+
+/* the text form of a UUID kept as 16 bytes */
+static size_t
+um_revoke_id_text(u_char id[16], u_char text[37])
+{
+    return ngx_sprintf(text, "%*xs-%*xs-%*xs-%*xs-%*xs",
+                       (size_t) 4, id, (size_t) 2, id + 4, (size_t) 2, id + 6,
+                       (size_t) 2, id + 8, (size_t) 6, id + 10)
+           - text;
 }
