@@ -50,7 +50,16 @@ is($p->{tenant_id}, $org, 'tenant_id is the organization');
 is($p->{email}, $u->{email}, 'email');
 is($p->{user_type}, 'user', 'user_type user');
 is_deeply($p->{roles}, ['user'], 'roles ["user"]');
-is_deeply($p->{permissions}, [], 'permissions []');
+# the effective permissions: here those of the built-in role "user"
+my @expected = $t->psql(
+    q{SELECT p.name FROM roles r
+        JOIN role_permissions rp ON rp.role_id = r.id
+        JOIN permissions p ON p.id = rp.permission_id
+       WHERE r.organization_id = :'p1' AND r.name = 'user' ORDER BY 1},
+    $org);
+ok(scalar @expected, "the built-in role 'user' holds permissions");
+is_deeply($p->{permissions}, \@expected,
+          "permissions are those of the built-in role 'user'");
 is($p->{iss}, 'usermgmt', 'iss usermgmt');
 ok($p->{aud} && ($p->{aud} eq 'usermgmt'
                  || (ref $p->{aud} eq 'ARRAY'
