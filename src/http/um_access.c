@@ -1,8 +1,9 @@
 /*
  * Access control: verify the bearer token in-process, check that it was
- * not revoked (in this node's copy of the deny-list), check the tenant and the permission
- * the route or the location requires, and keep the identity in the request
- * context for the content handler, the variables and the upstream.
+ * not revoked (in this node's copy of the deny-list), check the tenant
+ * and the permission the route or the location requires, and keep the
+ * identity in the request context for the content handler, the variables
+ * and the upstream.
  *
  * It runs on API locations (where the route table says what each endpoint
  * needs) and on any location with "usermgmt_auth on|optional".

@@ -23,7 +23,8 @@
 #define UM_F_BOOL       11
 #define UM_F_INT        12      /* 0..max */
 #define UM_F_OBJECT     13      /* any JSON object */
-#define UM_F_ADDRESS    14      /* {street, city, state, postal_code, country} */
+#define UM_F_ADDRESS    14      /* street, city, state, postal_code,
+                                   country */
 #define UM_F_UUIDS      15      /* array of UUIDs, 1..max */
 #define UM_F_STRINGS    16      /* array of texts, 0..max */
 

@@ -5,8 +5,9 @@
  * all limits take the request or none does.
  *
  * For key = ip | user | tenant | $variable the check runs at the start of
- * the rewrite phase (before "return" and before the token check); for key = account (the email or username of the body) it runs
- * once the body is read, just before the handler.
+ * the rewrite phase (before "return" and before the token check); for
+ * key = account (the email or username of the body) it runs once the body
+ * is read, just before the handler.
  *
  * When Redis cannot answer within its timeout, each zone does what its
  * "fail=" says: open (allow), closed (503), or local (the same GCRA in
