@@ -650,6 +650,7 @@ ngx_http_usermgmt_exit_process(ngx_cycle_t *cycle)
     mcf->pg_pool = NULL;
 
     um_revoke_exit_worker();
+    um_token_cache_free();
 
     um_redis_destroy(mcf->redis_client);
     mcf->redis_client = NULL;

@@ -301,15 +301,20 @@ um_access_verify(um_ctx_t *ctx)
     opts.now = ngx_time();
     opts.max_len = UM_MAX_TOKEN;
 
-    claims = NULL;
-    reason = NULL;
+    claims = um_token_cache_get(&token, mcf->leeway);
 
-    if (um_jwt_verify((const char *) token.data, token.len, &opts, &claims,
-                      &reason)
-        != 0)
-    {
-        ctx->verify_reason = reason;
-        return NGX_ERROR;
+    if (claims == NULL) {
+        reason = NULL;
+
+        if (um_jwt_verify((const char *) token.data, token.len, &opts,
+                          &claims, &reason)
+            != 0)
+        {
+            ctx->verify_reason = reason;
+            return NGX_ERROR;
+        }
+
+        um_token_cache_put(&token, claims, ctx->r->connection->log);
     }
 
     if (um_identity_load(&ctx->id, claims) != NGX_OK) {

@@ -83,6 +83,12 @@ char *ngx_http_usermgmt_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
+/* um_token_cache.c */
+json_t *um_token_cache_get(ngx_str_t *token, time_t leeway);
+void um_token_cache_put(ngx_str_t *token, json_t *claims, ngx_log_t *log);
+void um_token_cache_free(void);
+
+
 /* um_revoke.c */
 ngx_int_t um_revoke_add_zone(ngx_conf_t *cf,
     ngx_http_usermgmt_main_conf_t *mcf);

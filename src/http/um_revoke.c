@@ -559,6 +559,14 @@ um_revoke_insert_list(ngx_shm_zone_t *zone, const char *s, size_t len)
 }
 
 
+/* a hex digit um_is_uuid() has already checked */
+static ngx_inline ngx_int_t
+um_revoke_hex(u_char c)
+{
+    return (c <= '9') ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+
 static ngx_int_t
 um_revoke_parse_id(const u_char *s, size_t len, u_char id[16])
 {
@@ -575,8 +583,8 @@ um_revoke_parse_id(const u_char *s, size_t len, u_char id[16])
             continue;
         }
 
-        hi = ngx_hextoi((u_char *) &s[i], 1);
-        lo = ngx_hextoi((u_char *) &s[i + 1], 1);
+        hi = um_revoke_hex(s[i]);
+        lo = um_revoke_hex(s[i + 1]);
         id[k++] = (u_char) (hi << 4 | lo);
         i += 2;
     }
