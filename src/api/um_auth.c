@@ -99,7 +99,7 @@ static um_pg_stmt_t  um_sql_login_begin = um_pg_stmt(
     "  FROM um_login_begin($1, $2, $3, $4)");
 
 static um_pg_stmt_t  um_sql_login_finish = um_pg_stmt(
-    "SELECT um_login_finish($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+    "SELECT um_login_end($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
 
 static um_pg_stmt_t  um_sql_refresh = um_pg_stmt(
     "SELECT um_refresh($1, $2, $3, $4)");
@@ -115,7 +115,7 @@ static um_pg_stmt_t  um_sql_password_check = um_pg_stmt(
     "  FROM um_password_check_begin($1, $2, $3)");
 
 static um_pg_stmt_t  um_sql_password_failed = um_pg_stmt(
-    "SELECT um_password_check_failed($1, $2, $3)");
+    "SELECT um_password_check_end($1, $2, $3, $4, $5, $6)");
 
 static um_pg_stmt_t  um_sql_change_password = um_pg_stmt(
     "SELECT um_change_password($1, $2, $3, $4, $5)");
@@ -424,10 +424,13 @@ um_login_checked(um_ctx_t *ctx)
 
     ok = st->verified && ngx_strcmp(st->state, "ok") == 0;
 
-    v = ngx_pcalloc(ctx->r->pool, 9 * sizeof(char *));
+    v = ngx_pcalloc(ctx->r->pool, 11 * sizeof(char *));
     if (v == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    v[9] = um_pint(ctx, ctx->mcf->max_failures);
+    v[10] = um_pint(ctx, ctx->mcf->lockout);
 
     v[0] = st->user_id;
     v[1] = ok ? "true" : "false";
@@ -439,7 +442,7 @@ um_login_checked(um_ctx_t *ctx)
     v[8] = um_user_agent(ctx);
 
     if (!ok) {
-        return um_query(ctx, &um_sql_login_finish, v, 9,
+        return um_query(ctx, &um_sql_login_finish, v, 11,
                         um_login_failed_done);
     }
 
@@ -450,7 +453,7 @@ um_login_checked(um_ctx_t *ctx)
     v[5] = st->refresh_hash;
     v[6] = um_pint(ctx, ctx->mcf->refresh_ttl);
 
-    return um_query(ctx, &um_sql_login_finish, v, 9, um_login_done);
+    return um_query(ctx, &um_sql_login_finish, v, 11, um_login_done);
 }
 
 
@@ -744,16 +747,20 @@ um_password_checked(um_ctx_t *ctx)
     st = ctx->data;
 
     if (!st->verified || ngx_strcmp(st->state, "ok") != 0) {
-        v = ngx_pcalloc(ctx->r->pool, 3 * sizeof(char *));
+        v = ngx_pcalloc(ctx->r->pool, 6 * sizeof(char *));
         if (v == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /* the attempt counts as a failure only if it was taken */
         v[0] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
-        v[1] = um_client_ip(ctx);
-        v[2] = um_user_agent(ctx);
+        v[1] = ngx_strcmp(st->state, "ok") == 0 ? "true" : "false";
+        v[2] = um_pint(ctx, ctx->mcf->max_failures);
+        v[3] = um_pint(ctx, ctx->mcf->lockout);
+        v[4] = um_client_ip(ctx);
+        v[5] = um_user_agent(ctx);
 
-        return um_query(ctx, &um_sql_password_failed, v, 3,
+        return um_query(ctx, &um_sql_password_failed, v, 6,
                         um_password_refused);
     }
 
