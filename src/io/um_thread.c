@@ -1,5 +1,10 @@
 #include "um_thread.h"
 
+#if (NGX_LINUX)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#endif
+
 
 typedef struct {
     um_thread_work_pt   work;
@@ -42,6 +47,20 @@ static void
 um_thread_handler(void *data, ngx_log_t *log)
 {
     um_thread_job_t  *job = data;
+
+#if (NGX_LINUX)
+    static __thread ngx_uint_t  niced;
+
+    /*
+     * The work sent here is CPU-heavy and can wait a little; the event
+     * loop cannot.  With fewer cores than busy threads, a lower priority
+     * keeps the scheduler giving the workers' event loops their turn.
+     */
+    if (!niced) {
+        (void) setpriority(PRIO_PROCESS, (id_t) syscall(SYS_gettid), 10);
+        niced = 1;
+    }
+#endif
 
     job->work(job->data);
 }
