@@ -328,11 +328,11 @@ um_limit_prepare(um_ctx_t *ctx, um_limit_run_t *run)
         case UM_LIMIT_KEY_ACCOUNT:
             account = um_field_str(ctx, "email");
 
-            if (account == NULL) {
+            if (account == NULL || account[0] == '\0') {
                 account = um_field_str(ctx, "username");
             }
 
-            if (account == NULL) {
+            if (account == NULL || account[0] == '\0') {
                 value = r->connection->addr_text;
 
             } else {
@@ -716,7 +716,8 @@ um_limit_decide(um_ctx_t *ctx, ngx_uint_t allowed)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_sprintf(msg, "Rate limit exceeded. Try again in %L seconds.%Z", wait);
+    ngx_sprintf(msg, "Rate limit exceeded. Try again in %L second%s.%Z", wait,
+                wait == 1 ? "" : "s");
 
     ctx->limit_done = 1;
 
@@ -1195,6 +1196,14 @@ ngx_http_usermgmt_limit_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
+    if (zone->fail == UM_LIMIT_FAIL_CLOSED && !mcf->redis_set) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" zone \"%V\": fail=closed needs "
+                           "\"usermgmt_redis\" earlier in the http block",
+                           &cmd->name, &zone->name);
+        return NGX_CONF_ERROR;
+    }
+
     if (zone->key == NGX_CONF_UNSET_UINT || zone->count == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" zone \"%V\" needs key= and rate=",
@@ -1225,6 +1234,20 @@ ngx_http_usermgmt_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_usermgmt_module);
+
+    /* "off" drops the limits this level would inherit */
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        if (lcf->limits != NGX_CONF_UNSET_PTR) {
+            return "is duplicate: \"off\" with other limits";
+        }
+
+        lcf->limits = NULL;
+        return NGX_CONF_OK;
+    }
+
+    if (lcf->limits == NULL) {
+        return "is duplicate: limits after \"off\"";
+    }
 
     z = mcf->limit_zones ? mcf->limit_zones->elts : NULL;
 
