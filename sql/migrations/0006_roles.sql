@@ -197,8 +197,9 @@ DECLARE
 BEGIN
     old := um_role_lock(p_role, p_tenant);
 
+    -- compared as text: not even the case of a built-in name changes
     IF old.is_builtin AND p_fields ? 'name'
-       AND (p_fields ->> 'name')::citext <> old.name
+       AND p_fields ->> 'name' <> old.name::text
     THEN
         RAISE EXCEPTION USING ERRCODE = 'UMCON',
             MESSAGE = 'the name of a built-in role cannot change';
