@@ -341,4 +341,37 @@ for my $id ($wild, $oil, $spin->{id}) {
 is(scalar $t->psql(q{SELECT count(*) FROM permissions}), $catalogue,
    'psql: the catalogue is as it was');
 
+###########################################################################
+# a change and its audit row commit together: when the audit row cannot be
+# written (here an address that is no IP), the change is undone with it
+
+sub fails {
+    my ($sql, @bind) = @_;
+    return !eval { $t->psql($sql, @bind); 1 } && $@ =~ /inet/;
+}
+
+my ($gadget) = $t->psql(q{INSERT INTO permissions (name, resource, action)
+                          VALUES ('gadgets:fix', 'gadgets', 'fix')
+                          RETURNING id});
+my $state = q{SELECT (SELECT string_agg(name || '/' || coalesce(description, '-'),
+                                        ',' ORDER BY name)
+                        FROM permissions WHERE resource LIKE 'gadgets%')
+                     || ',' || (SELECT count(*) FROM audit_logs
+                                 WHERE resource = 'permission')};
+my ($was) = $t->psql($state);
+my %ctx = (p1 => $sa_id, p2 => $gadget);
+ok(fails(q{SELECT um_permission_create(:'p1', 'gadgets:make', NULL, 'no-ip',
+                                       NULL)}, \%ctx),
+   'um_permission_create with an unwritable audit row fails');
+ok(fails(q{SELECT um_permission_update(:'p1', :'p2',
+                                       '{"name": "gadgets:mend",
+                                         "description": "x"}',
+                                       'no-ip', NULL)}, \%ctx),
+   'um_permission_update fails');
+ok(fails(q{SELECT um_permission_delete(:'p1', :'p2', 'no-ip', NULL)}, \%ctx),
+   'um_permission_delete fails');
+is(scalar $t->psql($state), $was,
+   'psql: nothing made, renamed or deleted, no audit row');
+$t->psql(q{DELETE FROM permissions WHERE id = :'p1'}, $gadget);
+
 done_testing();

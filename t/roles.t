@@ -465,4 +465,49 @@ is(scalar $t->psql(q{SELECT count(*) FROM roles WHERE id = :'p1'
    'psql: the built-in role is still there');
 is(audits('role.delete', $user_role), 0, '... and no audit row says otherwise');
 
+###########################################################################
+# a change and its audit row commit together: when the audit row cannot be
+# written (here an address that is no IP), the change is undone with it
+
+sub fails {
+    my ($sql, @bind) = @_;
+    return !eval { $t->psql($sql, @bind); 1 } && $@ =~ /inet/;
+}
+
+my $atomic = $t->post($ROLES, { name => 'Atomic', permission_ids => [$tickets_read] },
+                      headers => $oa)->{json}{data}{id};
+$t->psql(q{INSERT INTO user_roles (user_id, role_id) VALUES (:'p1', :'p2')},
+         $u1->{id}, $atomic);
+my $state = q{SELECT (SELECT count(*) FROM roles WHERE name LIKE 'Atomic%'
+                        AND deleted_at IS NULL)
+                     || ',' || (SELECT name FROM roles WHERE id = :'p1')
+                     || ',' || (SELECT count(*) FROM role_permissions
+                                 WHERE role_id = :'p1')
+                     || ',' || (SELECT count(*) FROM user_roles
+                                 WHERE role_id = :'p1')
+                     || ',' || (SELECT count(*) FROM audit_logs
+                                 WHERE resource = 'role')};
+my ($was) = $t->psql($state, $atomic);
+my %ctx = (p1 => $admin->{id}, p2 => $org_a, p3 => $atomic,
+           p4 => $reports_read);
+ok(fails(q{SELECT um_role_create(:'p1', :'p2', '{"name": "Atomic 2"}',
+                                 '{"super_admin": true}', 'no-ip', NULL)},
+         \%ctx), 'um_role_create with an unwritable audit row fails');
+ok(fails(q{SELECT um_role_update(:'p1', :'p3', :'p2', '{"name": "Atomic 3"}',
+                                 'no-ip', NULL)}, \%ctx),
+   'um_role_update fails');
+ok(fails(q{SELECT um_role_delete(:'p1', :'p3', :'p2', 'no-ip', NULL)}, \%ctx),
+   'um_role_delete fails');
+ok(fails(q{SELECT um_role_permissions_add(:'p1', :'p3', :'p2',
+                                          jsonb_build_array(:'p4'),
+                                          '{"super_admin": true}',
+                                          'no-ip', NULL)}, \%ctx),
+   'um_role_permissions_add fails');
+ok(fails(q{SELECT um_role_permissions_remove(:'p1', :'p3', :'p2',
+                                             jsonb_build_array(:'p4'),
+                                             'no-ip', NULL)}, \%ctx),
+   'um_role_permissions_remove fails');
+is(scalar $t->psql($state, $atomic), $was,
+   'psql: no role made, renamed, deleted, granted or unassigned, no audit row');
+
 done_testing();
