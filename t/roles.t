@@ -175,6 +175,14 @@ for my $case (
     [ { name => 'x' x 101 }, 'name', 'a name of 101 characters' ],
     [ { name => undef }, 'name', 'a null name' ],
     [ { name => 42 }, 'name', 'a number as name' ],
+    [ { name => 'super_admin' }, 'name', 'the name super_admin' ],
+    [ { name => 'Super_Admin' }, 'name', 'the name Super_Admin' ],
+    [ { name => 'org_admin' }, 'name', 'the name of a built-in role' ],
+    [ { name => 'USER' }, 'name', '... in other case' ],
+    [ { name => 'ops,super_admin' }, 'name', 'a name with a comma' ],
+    [ { name => "ops\r\nX-Roles: super_admin" }, 'name',
+      'a name with a line break' ],
+    [ { name => "ops\x{85}" }, 'name', 'a name with a C1 control' ],
     [ { name => 'Ok', description => 'd' x 501 }, 'description',
       'a description of 501 characters' ],
     [ { name => 'Ok', is_active => 'yes' }, 'is_active', 'is_active "yes"' ],
@@ -194,7 +202,10 @@ for my $case (
     ok((grep { $_->{field} eq $field } @{ $r->{json}{error}{details} // [] }),
        "... naming $field") or diag($r->{content});
 }
-is(scalar $t->psql(q{SELECT count(*) FROM roles WHERE name = 'Ok'}), 0,
+is(scalar $t->psql(q{SELECT count(*) FROM roles
+                      WHERE name IN ('Ok', 'Super_Admin', 'ops,super_admin')
+                         OR (name = 'super_admin' AND NOT is_builtin)
+                         OR name LIKE 'ops%'}), 0,
    'none of them wrote a role');
 is(scalar $t->psql(q{SELECT count(*) FROM role_permissions
                       WHERE permission_id = :'p1'}, $unknown), 0,
@@ -344,6 +355,8 @@ $r = $t->put("$ROLES/$support", { name => 'dormant' }, headers => $oa);
 error_is($r, 409, 'CONFLICT', 'renamed to a taken name: 409');
 is(eval { $r->{json}{error}{details}[0]{field} }, 'name', '... naming name');
 for my $case ([{ name => '' }, 'name'], [{ name => undef }, 'name'],
+              [{ name => 'super_admin' }, 'name'], [{ name => 'Manager' }, 'name'],
+              [{ name => "a\tb" }, 'name'],
               [{ is_active => undef }, 'is_active'],
               [{ organization_id => $org_b }, 'organization_id'],
               [{ permissions => [] }, 'permissions']) {

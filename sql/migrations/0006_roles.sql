@@ -12,6 +12,22 @@
 CREATE INDEX users_org_type_idx
     ON users (organization_id, user_type) WHERE deleted_at IS NULL;
 
+-- Role names travel in access tokens ("roles") and from there in
+-- $usermgmt_roles, a comma-separated list an upstream may trust: a made
+-- role must not take a name the module gives meaning to (super_admin,
+-- org_admin, ...), nor hold a comma or a control character.  The
+-- endpoints refuse such names with 422 first; these checks are the floor.
+CREATE FUNCTION um_role_name_reserved(p_name text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT lower(p_name) IN ('super_admin', 'org_admin', 'manager', 'user')
+$$;
+
+ALTER TABLE roles
+    ADD CONSTRAINT roles_name_reserved_check
+        CHECK (is_builtin OR NOT um_role_name_reserved(name::text)),
+    ADD CONSTRAINT roles_name_format_check
+        CHECK (name::text !~ '[[:cntrl:],]');
+
 -- ILIKE pattern of a search text: its own %, _ and \ match themselves.
 CREATE FUNCTION um_rbac_pattern(p text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -165,6 +181,11 @@ BEGIN
             MESSAGE = 'organization not found';
     END IF;
 
+    IF um_role_name_reserved(p_fields ->> 'name') THEN
+        RAISE EXCEPTION USING ERRCODE = 'UMVAL', DETAIL = 'name',
+            MESSAGE = 'name is reserved for a built-in role';
+    END IF;
+
     ids := um_role_grantable(p_fields -> 'permission_ids', p_grantor);
 
     INSERT INTO roles (organization_id, name, description, is_active,
@@ -203,6 +224,12 @@ BEGIN
     THEN
         RAISE EXCEPTION USING ERRCODE = 'UMCON',
             MESSAGE = 'the name of a built-in role cannot change';
+    END IF;
+
+    IF NOT old.is_builtin AND um_role_name_reserved(p_fields ->> 'name')
+    THEN
+        RAISE EXCEPTION USING ERRCODE = 'UMVAL', DETAIL = 'name',
+            MESSAGE = 'name is reserved for a built-in role';
     END IF;
 
     IF old.is_builtin AND p_fields ? 'is_active'

@@ -448,30 +448,45 @@ um_roles_body(um_ctx_t *ctx)
 }
 
 
-/* a name has at least one character that is not a space */
+/*
+ * A name has a character other than a space, and no comma or control
+ * character: role names reach upstreams in $usermgmt_roles, a
+ * comma-separated header value.
+ */
 static ngx_int_t
 um_roles_name_check(um_ctx_t *ctx)
 {
-    const char  *name;
+    const u_char  *name, *p;
 
-    name = um_field_str(ctx, "name");
+    name = (const u_char *) um_field_str(ctx, "name");
 
     if (name == NULL) {
         return NGX_OK;
     }
 
-    while (*name == ' ') {
-        name++;
+    for (p = name; *p == ' '; p++) {
+        /* void */
     }
 
-    if (*name != '\0') {
-        return NGX_OK;
+    if (*p == '\0') {
+        ctx->rc = um_send_invalid(ctx->r, "name", "min_length",
+                                  "name must not be empty");
+        return NGX_DECLINED;
     }
 
-    ctx->rc = um_send_invalid(ctx->r, "name", "min_length",
-                              "name must not be empty");
+    /* C0, DEL, and C1 (U+0080..U+009F, 0xc2 0x80..0x9f in UTF-8) */
+    for (p = name; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f || *p == ','
+            || (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+        {
+            ctx->rc = um_send_invalid(ctx->r, "name", "format",
+                                      "name may not hold commas or "
+                                      "control characters");
+            return NGX_DECLINED;
+        }
+    }
 
-    return NGX_DECLINED;
+    return NGX_OK;
 }
 
 
