@@ -30,5 +30,22 @@ ngx_int_t um_users_get(um_ctx_t *ctx);
 /* um_organizations.c */
 ngx_int_t um_organizations_lookup(um_ctx_t *ctx);
 
+/* um_roles.c */
+ngx_int_t um_roles_create(um_ctx_t *ctx);
+ngx_int_t um_roles_list(um_ctx_t *ctx);
+ngx_int_t um_roles_get(um_ctx_t *ctx);
+ngx_int_t um_roles_update(um_ctx_t *ctx);
+ngx_int_t um_roles_delete(um_ctx_t *ctx);
+ngx_int_t um_roles_permissions_add(um_ctx_t *ctx);
+ngx_int_t um_roles_permissions_remove(um_ctx_t *ctx);
+
+/* um_permissions.c */
+ngx_int_t um_permissions_create(um_ctx_t *ctx);
+ngx_int_t um_permissions_list(um_ctx_t *ctx);
+ngx_int_t um_permissions_grouped(um_ctx_t *ctx);
+ngx_int_t um_permissions_get(um_ctx_t *ctx);
+ngx_int_t um_permissions_update(um_ctx_t *ctx);
+ngx_int_t um_permissions_delete(um_ctx_t *ctx);
+
 
 #endif /* _UM_API_H_INCLUDED_ */

@@ -283,6 +283,8 @@ um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
         { "users_org_email_key", "email" },
         { "users_org_username_key", "username" },
         { "organizations_slug_key", "slug" },
+        { "roles_org_name_key", "name" },
+        { "permissions_name_key", "name" },
         { NULL, NULL }
     };
 

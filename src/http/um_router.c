@@ -50,6 +50,37 @@ const um_route_t  um_routes[] = {
     /* organizations */
     { GET, ngx_string("/api/v1/organizations/lookup"),
       um_organizations_lookup, NULL, PUBLIC },
+
+    /* roles, per organization (um_roles.c) */
+    { POST, ngx_string("/api/v1/roles"),
+      um_roles_create, "roles:create", BODY },
+    { GET, ngx_string("/api/v1/roles"),
+      um_roles_list, "roles:read", 0 },
+    { GET, ngx_string("/api/v1/roles/{id}"),
+      um_roles_get, "roles:read", 0 },
+    { PUT, ngx_string("/api/v1/roles/{id}"),
+      um_roles_update, "roles:update", BODY },
+    { DELETE, ngx_string("/api/v1/roles/{id}"),
+      um_roles_delete, "roles:delete", 0 },
+    { POST, ngx_string("/api/v1/roles/{id}/permissions"),
+      um_roles_permissions_add, "roles:update", BODY },
+    { DELETE, ngx_string("/api/v1/roles/{id}/permissions"),
+      um_roles_permissions_remove, "roles:update", BODY },
+
+    /* permissions, global; every built-in role reads them
+     * (um_permissions.c) */
+    { POST, ngx_string("/api/v1/permissions"),
+      um_permissions_create, "system:admin", BODY },
+    { GET, ngx_string("/api/v1/permissions"),
+      um_permissions_list, "permissions:read", 0 },
+    { GET, ngx_string("/api/v1/permissions/grouped"),
+      um_permissions_grouped, "permissions:read", 0 },
+    { GET, ngx_string("/api/v1/permissions/{id}"),
+      um_permissions_get, "permissions:read", 0 },
+    { PUT, ngx_string("/api/v1/permissions/{id}"),
+      um_permissions_update, "system:admin", BODY },
+    { DELETE, ngx_string("/api/v1/permissions/{id}"),
+      um_permissions_delete, "system:admin", 0 },
 };
 
 const ngx_uint_t  um_nroutes = sizeof(um_routes) / sizeof(um_routes[0]);
