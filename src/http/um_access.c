@@ -472,26 +472,27 @@ static void
 um_revoked_done(void *data, redisReply *reply, ngx_int_t status)
 {
     um_ctx_t            *ctx = data;
+    ngx_int_t            rc;
     ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = ctx->r;
     c = r->connection;
     ctx->redis = NULL;
-
-    if (status == UM_REDIS_OK && um_revoke_answer(reply)) {
-        ctx->access_rc = um_access_refuse(ctx,
-                             um_send_unauthorized(r, "token revoked"));
-
-    } else {
-        ctx->access_rc = um_access_decide(ctx);
-    }
-
     ctx->access_done = 1;
     ctx->access_waiting = 0;
 
-    if (ctx->access_rc != NGX_DONE) {
-        ngx_http_core_run_phases(r);
+    if (status == UM_REDIS_OK && um_revoke_answer(reply)) {
+        /* refused: the request is finished, and may be gone already */
+        (void) um_access_refuse(ctx, um_send_unauthorized(r, "token revoked"));
+
+    } else {
+        rc = um_access_decide(ctx);
+
+        if (rc != NGX_DONE) {
+            ctx->access_rc = rc;
+            ngx_http_core_run_phases(r);
+        }
     }
 
     ngx_http_run_posted_requests(c);

@@ -478,6 +478,8 @@ um_limit_reply(void *data, redisReply *reply, ngx_int_t status)
     c = r->connection;
     run = ctx->limit;
     ctx->redis = NULL;
+    ctx->limit_waiting = 0;
+    ctx->limit_done = 1;
 
     if (status == UM_REDIS_OK && reply->type == REDIS_REPLY_ERROR
         && run->evalsha && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
@@ -486,6 +488,8 @@ um_limit_reply(void *data, redisReply *reply, ngx_int_t status)
         rc = um_limit_send(ctx, 0);
 
         if (rc == NGX_AGAIN) {
+            ctx->limit_waiting = 1;
+            ctx->limit_done = 0;
             return;
         }
 
@@ -511,11 +515,9 @@ um_limit_reply(void *data, redisReply *reply, ngx_int_t status)
         rc = um_limit_decide(ctx, reply->element[0]->integer == 1);
     }
 
-    ctx->limit_waiting = 0;
-    ctx->limit_done = 1;
-    ctx->limit_rc = rc;
-
-    if (rc != NGX_DONE || run->resume != um_limit_resume_phases) {
+    /* refused: the request is finished, and may be gone already */
+    if (rc != NGX_DONE) {
+        ctx->limit_rc = rc;
         rc = run->resume(ctx, rc);
 
         if (rc != NGX_DONE) {
