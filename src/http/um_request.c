@@ -283,6 +283,7 @@ um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
         { "users_org_email_key", "email" },
         { "users_org_username_key", "username" },
         { "organizations_slug_key", "slug" },
+        { "locations_org_code_key", "code" },
         { NULL, NULL }
     };
 
