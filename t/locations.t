@@ -486,4 +486,14 @@ ok(!grep({ $_ eq 'DEPOT' } @{ codes($t->get($LOC, headers => $H)) }),
 $r = $t->post($LOC, { name => 'New Depot', code => 'DEPOT' }, headers => $H);
 is($r->{status}, 201, 'its code is free again') or diag($r->{content});
 
+###########################################################################
+# a path is its most specific template
+
+$r = $t->get("$LOC/assign", headers => $H);
+error_is($r, 405, 'METHOD_NOT_ALLOWED',
+         'GET /locations/assign: 405, not a location whose id is "assign"');
+is($r->{headers}{allow}, 'POST', '... Allow: POST');
+$r = $t->delete('/api/v1/organizations/lookup', headers => $H);
+error_is($r, 405, 'METHOD_NOT_ALLOWED', 'DELETE /organizations/lookup: 405');
+
 done_testing();

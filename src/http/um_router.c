@@ -129,7 +129,8 @@ um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad)
 {
     u_char              *p;
     ngx_str_t            uri, args[UM_MAX_PATH_ARGS], name;
-    ngx_uint_t           i, j, n, literal, best_literal, methods, method;
+    ngx_uint_t           i, j, n, literal, best_literal, top, methods,
+                         method;
     const um_route_t    *best;
     ngx_http_request_t  *r;
 
@@ -145,11 +146,25 @@ um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad)
 
     best = NULL;
     best_literal = 0;
+    top = 0;
     methods = 0;
 
+    /*
+     * The path is the most specific template it matches: PUT on
+     * "/organizations/lookup" is a method the lookup lacks (405), not an
+     * organization whose id is "lookup" (400).
+     */
     for (i = 0; i < um_nroutes; i++) {
 
         if (um_route_path(&um_routes[i], &uri, args, &n, &literal) != NGX_OK) {
+            continue;
+        }
+
+        if (literal > top) {
+            top = literal;
+            methods = 0;
+
+        } else if (literal < top) {
             continue;
         }
 
@@ -164,6 +179,10 @@ um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad)
             ctx->nargs = n;
             ngx_memcpy(ctx->args, args, n * sizeof(ngx_str_t));
         }
+    }
+
+    if (best != NULL && best_literal < top) {
+        best = NULL;
     }
 
     if (best == NULL) {
