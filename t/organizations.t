@@ -393,6 +393,18 @@ error_is($t->get("/api/v1/organizations/lookup?slug=acme"), 404, 'NOT_FOUND',
          'the public lookup no longer finds its slug');
 $r = $t->login($acme_user->{email}, $acme_user->{password});
 error_is($r, 401, 'UNAUTHORIZED', 'its users cannot sign in');
+{
+    my ($hq) = $t->psql(q{SELECT id FROM locations WHERE organization_id = :'p1'},
+                        $acme->{id});
+    error_is($t->get("/api/v1/locations/$hq", headers => $SA), 404,
+             'NOT_FOUND', 'its locations are gone with it');
+    $r = $t->get('/api/v1/locations', headers => $acme_admin->{h});
+    is(data($r)->{total}, 0,
+       '... also for an access token of its admin that is still alive');
+    error_is($t->post('/api/v1/locations', { name => 'Late', code => 'LATE' },
+                      headers => $acme_admin->{h}), 404, 'NOT_FOUND',
+             '... who cannot make new ones either');
+}
 
 $r = $t->post($ORGS, { name => 'Acme Reborn', slug => 'acme' },
               headers => $SA);

@@ -38,6 +38,14 @@ LANGUAGE sql STABLE AS $$
         'deleted_at', um_ts(o.deleted_at))
 $$;
 
+-- Not deleted.  What belongs to a deleted organization is gone with it:
+-- found by no endpoint, even while an access token of its users lives on.
+CREATE FUNCTION um_organization_live(p_org uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM organizations
+                    WHERE id = p_org AND deleted_at IS NULL)
+$$;
+
 -- the users an organization counts against its max_users
 CREATE FUNCTION um_organization_users(p_org uuid) RETURNS bigint
 LANGUAGE sql STABLE AS $$
@@ -318,6 +326,7 @@ CREATE FUNCTION um_location_check(p_fields jsonb, p_org uuid, p_self uuid)
 RETURNS void LANGUAGE plpgsql STABLE AS $$
 DECLARE
     parent  uuid;
+    tz      text;
 BEGIN
     IF p_fields ? 'name' AND btrim(p_fields->>'name') = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'UMVAL', DETAIL = 'name',
@@ -332,13 +341,27 @@ BEGIN
                       '''-'', starting with a letter or digit';
     END IF;
 
-    IF p_fields->>'timezone' IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM pg_timezone_names
-                        WHERE name = p_fields->>'timezone')
-    THEN
-        RAISE EXCEPTION USING ERRCODE = 'UMVAL', DETAIL = 'timezone',
-            MESSAGE = 'timezone must be an IANA time zone such as '
-                      'Europe/Paris';
+    -- an IANA "Area/Location" (or UTC) that PostgreSQL knows.  The shape
+    -- keeps out abbreviations and POSIX rules ("Mars/Base+3"), which it
+    -- takes as well; pg_timezone_names would tell, at some 20 ms a look.
+    tz := p_fields->>'timezone';
+
+    IF tz IS NOT NULL THEN
+        BEGIN
+            IF tz <> 'UTC'
+               AND tz !~ '^([A-Za-z][A-Za-z_-]*/)+[A-Za-z][A-Za-z_-]*$'
+               AND tz !~ '^Etc/GMT[+-]([0-9]|1[0-4])$'
+            THEN
+                RAISE invalid_parameter_value;
+            END IF;
+
+            PERFORM now() AT TIME ZONE tz;
+
+        EXCEPTION WHEN invalid_parameter_value THEN
+            RAISE EXCEPTION USING ERRCODE = 'UMVAL', DETAIL = 'timezone',
+                MESSAGE = 'timezone must be an IANA time zone such as '
+                          'Europe/Paris';
+        END;
     END IF;
 
     parent := (p_fields->>'parent_id')::uuid;
@@ -388,9 +411,7 @@ RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     l  locations;
 BEGIN
-    PERFORM 1 FROM organizations WHERE id = p_org AND deleted_at IS NULL;
-
-    IF NOT FOUND THEN
+    IF NOT um_organization_live(p_org) THEN
         RAISE EXCEPTION USING ERRCODE = 'UMNOF',
             MESSAGE = 'organization not found';
     END IF;
@@ -435,6 +456,7 @@ BEGIN
     SELECT * INTO old FROM locations
      WHERE id = p_id AND deleted_at IS NULL
        AND (p_tenant IS NULL OR organization_id = p_tenant)
+       AND um_organization_live(organization_id)
        FOR UPDATE;
 
     IF NOT FOUND THEN
@@ -521,6 +543,7 @@ BEGIN
     SELECT * INTO l FROM locations
      WHERE id = p_id AND deleted_at IS NULL
        AND (p_tenant IS NULL OR organization_id = p_tenant)
+       AND um_organization_live(organization_id)
        FOR UPDATE;
 
     IF NOT FOUND THEN
@@ -599,6 +622,7 @@ BEGIN
     SELECT * INTO u FROM users
      WHERE id = p_user AND deleted_at IS NULL
        AND (p_tenant IS NULL OR organization_id = p_tenant)
+       AND um_organization_live(organization_id)
        FOR NO KEY UPDATE;
 
     IF NOT FOUND THEN

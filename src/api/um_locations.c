@@ -15,7 +15,7 @@
  *
  * Every query is limited to the caller's organization (a super admin's:
  * every one, unless X-Tenant-ID names one), so another tenant's location
- * or user answers 404.
+ * or user answers 404; so do those of a deleted organization.
  */
 
 #include "um_api.h"
@@ -63,12 +63,14 @@ static um_pg_stmt_t  um_sql_location_get = um_pg_stmt(
     "       || jsonb_build_object('user_count', um_location_users(l.id))"
     "  FROM locations l"
     " WHERE l.id = $1 AND l.deleted_at IS NULL"
-    "   AND ($2::uuid IS NULL OR l.organization_id = $2)");
+    "   AND ($2::uuid IS NULL OR l.organization_id = $2)"
+    "   AND um_organization_live(l.organization_id)");
 
 static um_pg_stmt_t  um_sql_location_of_user = um_pg_stmt(
     "SELECT um_user_locations_json(u.id) FROM users u"
     " WHERE u.id = $1 AND u.deleted_at IS NULL"
-    "   AND ($2::uuid IS NULL OR u.organization_id = $2)");
+    "   AND ($2::uuid IS NULL OR u.organization_id = $2)"
+    "   AND um_organization_live(u.organization_id)");
 
 /*
  * $1 scope, $2 is_active, $3 search (a substring of name, code or city,
@@ -80,6 +82,7 @@ static um_pg_stmt_t  um_sql_location_list = um_pg_stmt(
     "  SELECT l FROM locations l"
     "   WHERE l.deleted_at IS NULL"
     "     AND ($1::uuid IS NULL OR l.organization_id = $1)"
+    "     AND um_organization_live(l.organization_id)"
     "     AND ($2::boolean IS NULL OR l.is_active = $2)"
     "     AND ($3::text IS NULL"
     "          OR strpos(lower(l.name), lower($3)) > 0"
@@ -113,7 +116,8 @@ static um_pg_stmt_t  um_sql_location_users = um_pg_stmt(
     "                 LIMIT $3 OFFSET $4) p)"
     "  FROM locations l"
     " WHERE l.id = $1 AND l.deleted_at IS NULL"
-    "   AND ($2::uuid IS NULL OR l.organization_id = $2)");
+    "   AND ($2::uuid IS NULL OR l.organization_id = $2)"
+    "   AND um_organization_live(l.organization_id)");
 
 
 static const um_field_t  um_location_create_fields[] = {
