@@ -143,7 +143,8 @@ my $count = sub { scalar $t->psql(q{SELECT count(*) FROM locations}) };
 my $before = $count->();
 
 $r = $t->post($LOC, { name => 'Again', code => 'hq-001' }, headers => $H);
-error_is($r, 409, 'CONFLICT', 'a code taken in the organization (any case): 409');
+error_is($r, 409, 'CONFLICT',
+         'a code taken in the organization (any case): 409');
 has_detail($r, 'code', 'unique', '... naming code');
 
 my @bad = (
@@ -174,7 +175,8 @@ my @bad = (
     [ { name => 'X', code => 'X1',
         parent_id => '00000000-0000-4000-8000-000000000000' }, 'parent_id',
       undef, 'parent_id of no location' ],
-    [ { name => 'X', code => 'X1', address => { street => 'x', planet => 'Mars' } },
+    [ { name => 'X', code => 'X1',
+        address => { street => 'x', planet => 'Mars' } },
       'address', 'unknown', 'an address with an unknown key' ],
     [ { name => 'X', code => 'X1', address => { city => 'x' }, city => 'y' },
       'address', undef, 'an address both as an object and flat' ],
@@ -211,7 +213,8 @@ $r = $t->post($LOC, { name => 'Chosen', code => 'CHOSEN' },
               headers => { %$SA, 'X-Tenant-ID' => $org });
 is(data($r)->{organization_id}, $org, '... or the one X-Tenant-ID names');
 $r = $t->post($LOC, { name => 'Nowhere', code => 'NOWHERE',
-                      organization_id => '00000000-0000-4000-8000-000000000000' },
+                      organization_id =>
+                          '00000000-0000-4000-8000-000000000000' },
               headers => $SA);
 error_is($r, 404, 'NOT_FOUND', '... but not one that does not exist');
 
@@ -271,7 +274,8 @@ my $upd = data($r)->{location};
 is($upd->{name}, 'Headquarters', 'the new name');
 is_deeply($upd->{address}, { street => '1 Main St', city => 'Capital City',
                              postal_code => '62701', country => 'US' },
-          'address keys sent replace, a key sent as null goes, the others stay');
+          'address keys sent replace, a key sent as null goes, '
+          . 'the others stay');
 is($upd->{timezone}, 'America/Chicago', 'fields not sent keep their value');
 is_deeply(data($r)->{changes}{name}, { old => 'Head Office',
                                        new => 'Headquarters' },
@@ -431,7 +435,8 @@ is(data($r)->{pages}, 2, '... of 2 pages');
 is(scalar $t->get("$LOC/$hq->{id}", headers => $H)->{json}{data}{user_count},
    2, 'the location\'s user_count is 2');
 error_is($t->get("$LOC/00000000-0000-4000-8000-000000000000/users",
-                 headers => $H), 404, 'NOT_FOUND', 'of an unknown location: 404');
+                 headers => $H), 404, 'NOT_FOUND',
+         'of an unknown location: 404');
 
 ###########################################################################
 # DELETE /locations/user/{user_id}/location/{location_id}
@@ -489,6 +494,36 @@ ok(!grep({ $_ eq 'DEPOT' } @{ codes($t->get($LOC, headers => $H)) }),
    'the list leaves it out');
 $r = $t->post($LOC, { name => 'New Depot', code => 'DEPOT' }, headers => $H);
 is($r->{status}, 201, 'its code is free again') or diag($r->{content});
+
+###########################################################################
+# a change and its audit row commit together, or neither does
+
+$t->psql(q{CREATE FUNCTION test_audit_refuses() RETURNS trigger
+           LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'the audit trail is full'; END $$;
+           CREATE TRIGGER test_audit_refuses BEFORE INSERT ON audit_logs
+               FOR EACH ROW WHEN (NEW.action LIKE 'location.%')
+               EXECUTE FUNCTION test_audit_refuses()});
+my $undo = scalar $t->psql(q{SELECT name || '|' || (deleted_at IS NULL)
+                               FROM locations WHERE id = :'p1'}, $main->{id});
+error_is($t->post($LOC, { name => 'Unaudited', code => 'UNAUDITED' },
+                  headers => $H), 500, 'INTERNAL_ERROR',
+         'the audit row cannot be written: create fails');
+is(scalar $t->psql(q{SELECT count(*) FROM locations WHERE code = 'UNAUDITED'}),
+   0, 'psql: ... and no location was made');
+error_is($t->put("$LOC/$main->{id}", { name => 'Unaudited' }, headers => $H),
+         500, 'INTERNAL_ERROR', '... update fails');
+error_is($t->delete("$LOC/$main->{id}", headers => $H), 500, 'INTERNAL_ERROR',
+         '... delete fails');
+is(scalar $t->psql(q{SELECT name || '|' || (deleted_at IS NULL)
+                       FROM locations WHERE id = :'p1'}, $main->{id}),
+   $undo, 'psql: ... and the location is as it was');
+error_is($t->post($ASSIGN, { user_id => $u2->{id},
+                             location_ids => [ $main->{id} ] }, headers => $H),
+         500, 'INTERNAL_ERROR', '... assign fails');
+is(primary_of($u2->{id}), "$hq->{id}/1", 'psql: ... and assigned nothing');
+$t->psql(q{DROP TRIGGER test_audit_refuses ON audit_logs;
+           DROP FUNCTION test_audit_refuses()});
 
 ###########################################################################
 # a path is its most specific template

@@ -131,7 +131,8 @@ has_detail($r, 'slug', 'unique', '... naming the field slug');
 my @bad = (
     [ { slug => 'x1' }, 'name', 'required', 'no name' ],
     [ { name => 'X' }, 'slug', 'required', 'no slug' ],
-    [ { name => 'X', slug => 'Upper' }, 'slug', 'format', 'an upper-case slug' ],
+    [ { name => 'X', slug => 'Upper' }, 'slug', 'format',
+      'an upper-case slug' ],
     [ { name => 'X', slug => '-lead' }, 'slug', 'format',
       'a slug starting with -' ],
     [ { name => 'X', slug => 'a' x 51 }, 'slug', 'format', 'a 51-byte slug' ],
@@ -169,6 +170,29 @@ $r = $t->request('POST', $ORGS, { headers => { %$SA,
                                   body => '{"name": "X", "slug": ' });
 error_is($r, 400, 'BAD_REQUEST', 'malformed JSON: 400');
 is(count_orgs(), $before, 'psql: none of them wrote an organization');
+
+# a change and its audit row commit together, or neither does
+$t->psql(q{CREATE FUNCTION test_audit_refuses() RETURNS trigger
+           LANGUAGE plpgsql AS $$
+           BEGIN RAISE EXCEPTION 'the audit trail is full'; END $$;
+           CREATE TRIGGER test_audit_refuses BEFORE INSERT ON audit_logs
+               FOR EACH ROW EXECUTE FUNCTION test_audit_refuses()});
+error_is($t->post($ORGS, { name => 'Unaudited', slug => 'unaudited' },
+                  headers => $SA), 500, 'INTERNAL_ERROR',
+         'the audit row cannot be written: create fails');
+is(scalar $t->psql(q{SELECT count(*) FROM organizations o
+                      FULL JOIN roles r ON r.organization_id = o.id
+                     WHERE o.slug = 'unaudited'}), 0,
+   'psql: ... and neither the organization nor its roles were made');
+error_is($t->put("$ORGS/$bare->{id}", { name => 'Unaudited' },
+                 headers => $SA), 500, 'INTERNAL_ERROR', '... update fails');
+error_is($t->delete("$ORGS/$bare->{id}", headers => $SA), 500,
+         'INTERNAL_ERROR', '... delete fails');
+is(scalar $t->psql(q{SELECT name || '|' || (deleted_at IS NULL)
+                       FROM organizations WHERE id = :'p1'}, $bare->{id}),
+   'Bare|true', 'psql: ... and the organization is as it was');
+$t->psql(q{DROP TRIGGER test_audit_refuses ON audit_logs;
+           DROP FUNCTION test_audit_refuses()});
 
 ###########################################################################
 # GET /organizations
@@ -253,7 +277,8 @@ is(data($r)->{role_count}, 3, '... role_count 3 (the built-in roles)');
 is(data($r)->{location_count}, 1, '... location_count 1');
 $r = $t->get("$ORGS/my/info", headers => $SA);
 is(data($r)->{slug}, 'default', 'the super admin\'s own: default');
-$r = $t->get("$ORGS/my/info", headers => { %$SA, 'X-Tenant-ID' => $acme->{id} });
+$r = $t->get("$ORGS/my/info",
+            headers => { %$SA, 'X-Tenant-ID' => $acme->{id} });
 is(data($r)->{slug}, 'acme', '... or the one X-Tenant-ID names');
 
 ###########################################################################
@@ -394,8 +419,8 @@ error_is($t->get("/api/v1/organizations/lookup?slug=acme"), 404, 'NOT_FOUND',
 $r = $t->login($acme_user->{email}, $acme_user->{password});
 error_is($r, 401, 'UNAUTHORIZED', 'its users cannot sign in');
 {
-    my ($hq) = $t->psql(q{SELECT id FROM locations WHERE organization_id = :'p1'},
-                        $acme->{id});
+    my ($hq) = $t->psql(q{SELECT id FROM locations
+                           WHERE organization_id = :'p1'}, $acme->{id});
     error_is($t->get("/api/v1/locations/$hq", headers => $SA), 404,
              'NOT_FOUND', 'its locations are gone with it');
     $r = $t->get('/api/v1/locations', headers => $acme_admin->{h});

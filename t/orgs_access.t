@@ -228,7 +228,8 @@ error_is($t->delete("$ORGS/$A", headers => $b_admin->{h}), 403, 'FORBIDDEN',
 error_is($t->get("$LOC/$LA", headers => $b_user->{h}), 404, 'NOT_FOUND',
          'a user of beta reads alpha\'s location: 404');
 error_is($t->get("$LOC/user/$a_user->{id}", headers => $b_user->{h}), 404,
-         'NOT_FOUND', 'a user of beta reads the locations of alpha\'s user: 404');
+         'NOT_FOUND',
+         'a user of beta reads the locations of alpha\'s user: 404');
 error_is($t->get("$ORGS/$A", headers => $b_user->{h}), 404, 'NOT_FOUND',
          'a user of beta reads alpha: 404');
 
@@ -282,7 +283,8 @@ for my $s (@evil) {
         is_deeply([ map { $_->{id} } @{ data($r)->{locations} // [] } ], [$id],
                   '... and found by searching for exactly that');
 
-        $r = $t->post($LOC, { name => 'X', code => $s }, headers => $a_admin->{h});
+        $r = $t->post($LOC, { name => 'X', code => $s },
+                      headers => $a_admin->{h});
         error_is($r, 422, 'VALIDATION_FAILED', "a code <$s>: 422");
 
         $r = $t->post($ORGS, { name => $s, slug => "sql-$i",
