@@ -11,6 +11,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use JSON::PP ();
+use POSIX ();
 use Test::More;
 use UM::Test qw(error_is is_rfc3339_utc is_uuid);
 
@@ -396,6 +397,36 @@ has_detail($r, 'user_id', 'required', 'no user_id: 422 naming user_id');
 is(scalar $t->psql(q{SELECT count(*) FROM user_locations}), $before,
    'psql: none of them assigned anything');
 is(primary_of($u2->{id}), "$depot->{id}/2", 'psql: the primary is unchanged');
+
+# eight assignments of one user at once, each naming its own primary
+{
+    my $u3 = member('globex', 'user');
+    my @ids = map {
+        scalar $t->psql(q{INSERT INTO locations (organization_id, name, code)
+                          VALUES (:'p1', :'p2', :'p2') RETURNING id},
+                        $org, "PAR-$_")
+    } 1 .. 8;
+    my @kids;
+    for my $id (@ids) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $res = $t->post($ASSIGN, { user_id => $u3->{id},
+                                          location_ids => [ $id ],
+                                          primary_location_id => $id },
+                               headers => $H, fresh => 1);
+            POSIX::_exit($res->{status} == 200 ? 0 : 1);
+        }
+        push @kids, $pid;
+    }
+    my $failed = 0;
+    for (@kids) { waitpid($_, 0); $failed++ if $? }
+    is($failed, 0, 'eight assignments of one user at once: all 200');
+    like(primary_of($u3->{id}), qr{^[0-9a-f-]{36}/8$},
+         'psql: eight locations, exactly one primary');
+    $t->psql(q{DELETE FROM user_locations WHERE user_id = :'p1';
+               UPDATE locations SET deleted_at = now()
+                WHERE code LIKE 'PAR-%'}, $u3->{id});
+}
 
 ###########################################################################
 # GET /locations/user/{user_id}

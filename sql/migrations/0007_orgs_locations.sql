@@ -323,7 +323,7 @@ $$;
 -- the rules of the fields sent, raised with the field's name; p_org and
 -- p_self place parent_id
 CREATE FUNCTION um_location_check(p_fields jsonb, p_org uuid, p_self uuid)
-RETURNS void LANGUAGE plpgsql STABLE AS $$
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     parent  uuid;
     tz      text;
@@ -370,10 +370,12 @@ BEGIN
         RETURN;
     END IF;
 
-    IF NOT EXISTS (SELECT 1 FROM locations
-                    WHERE id = parent AND organization_id = p_org
-                      AND deleted_at IS NULL)
-    THEN
+    -- locked, so that a delete of the parent waits or is waited for
+    PERFORM 1 FROM locations
+      WHERE id = parent AND organization_id = p_org AND deleted_at IS NULL
+        FOR SHARE;
+
+    IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'UMVAL', DETAIL = 'parent_id',
             MESSAGE = 'parent_id is not a location of the organization';
     END IF;
@@ -642,6 +644,8 @@ RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     u         users;
     wanted    uuid[];
+    found     bigint;
+    inactive  bigint;
     added     jsonb;
     primary_  uuid;
     before    uuid;
@@ -654,20 +658,22 @@ BEGIN
                            AS x);
     primary_ := (p_fields->>'primary_location_id')::uuid;
 
-    -- another tenant's location is one that does not exist
-    IF EXISTS (SELECT 1 FROM unnest(wanted) AS w
-                WHERE NOT EXISTS (SELECT 1 FROM locations l
-                                   WHERE l.id = w
-                                     AND l.organization_id =
-                                         u.organization_id
-                                     AND l.deleted_at IS NULL))
-    THEN
+    -- Another tenant's location is one that does not exist.  The rows are
+    -- locked so that a location being deleted is not assigned meanwhile.
+    SELECT count(*), count(*) FILTER (WHERE NOT x.is_active)
+      INTO found, inactive
+      FROM (SELECT l.is_active FROM locations l
+             WHERE l.id = ANY (wanted)
+               AND l.organization_id = u.organization_id
+               AND l.deleted_at IS NULL
+               FOR SHARE) x;
+
+    IF found < cardinality(wanted) THEN
         RAISE EXCEPTION USING ERRCODE = 'UMNOF',
             MESSAGE = 'location not found';
     END IF;
 
-    IF EXISTS (SELECT 1 FROM locations
-                WHERE id = ANY (wanted) AND NOT is_active) THEN
+    IF inactive > 0 THEN
         RAISE EXCEPTION USING ERRCODE = 'UMVAL', DETAIL = 'location_ids',
             MESSAGE = 'an inactive location cannot be assigned';
     END IF;
