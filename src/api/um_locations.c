@@ -32,10 +32,6 @@ static ngx_int_t um_locations_change(um_ctx_t *ctx, um_pg_stmt_t *stmt,
     const char **v, int n, ngx_uint_t with_body,
     ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res));
 static ngx_int_t um_locations_fold_address(um_ctx_t *ctx);
-static ngx_int_t um_locations_text_arg(um_ctx_t *ctx, const char *name,
-    const char **value);
-static ngx_int_t um_locations_bool_arg(um_ctx_t *ctx, const char *name,
-    const char **value);
 static const char *um_locations_scope(um_ctx_t *ctx);
 static ngx_int_t um_locations_not_found(um_ctx_t *ctx);
 static ngx_int_t um_locations_send(um_ctx_t *ctx, PGresult *res,
@@ -212,10 +208,10 @@ um_locations_list(um_ctx_t *ctx)
     }
 
     if (um_page_parse(ctx, page) != NGX_OK
-        || um_locations_bool_arg(ctx, "is_active", &v[1]) != NGX_OK
-        || um_locations_text_arg(ctx, "search", &v[2]) != NGX_OK
-        || um_locations_text_arg(ctx, "city", &v[3]) != NGX_OK
-        || um_locations_text_arg(ctx, "country", &v[4]) != NGX_OK)
+        || um_page_filter_bool(ctx, "is_active", &v[1]) != NGX_OK
+        || um_page_filter(ctx, "search", &v[2]) != NGX_OK
+        || um_page_filter(ctx, "city", &v[3]) != NGX_OK
+        || um_page_filter(ctx, "country", &v[4]) != NGX_OK)
     {
         return ctx->rc;
     }
@@ -486,64 +482,6 @@ um_locations_fold_address(um_ctx_t *ctx)
 }
 
 
-/* a text filter of the query string: NULL when absent or empty */
-static ngx_int_t
-um_locations_text_arg(um_ctx_t *ctx, const char *name, const char **value)
-{
-    ngx_int_t  rc;
-    ngx_str_t  s;
-
-    rc = um_arg(ctx, name, &s);
-
-    if (rc == NGX_ERROR || (rc == NGX_OK && s.len > 200)) {
-        ctx->rc = um_send_error(ctx->r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
-                                "a filter must be text of at most 200 bytes",
-                                json_pack("[{ss ss ss}]", "field", name,
-                                          "rule", "format", "message",
-                                          "must be text of at most 200 "
-                                          "bytes"));
-        return NGX_DECLINED;
-    }
-
-    *value = (rc == NGX_OK && s.len > 0) ? (const char *) s.data : NULL;
-
-    return NGX_OK;
-}
-
-
-/* "true" or "false"; NULL when absent */
-static ngx_int_t
-um_locations_bool_arg(um_ctx_t *ctx, const char *name, const char **value)
-{
-    ngx_int_t  rc;
-    ngx_str_t  s;
-
-    rc = um_arg(ctx, name, &s);
-
-    if (rc == NGX_DECLINED) {
-        *value = NULL;
-        return NGX_OK;
-    }
-
-    if (rc == NGX_OK && s.len == 4 && ngx_strncmp(s.data, "true", 4) == 0) {
-        *value = "true";
-        return NGX_OK;
-    }
-
-    if (rc == NGX_OK && s.len == 5 && ngx_strncmp(s.data, "false", 5) == 0) {
-        *value = "false";
-        return NGX_OK;
-    }
-
-    ctx->rc = um_send_error(ctx->r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
-                            "a filter must be true or false",
-                            json_pack("[{ss ss ss}]", "field", name,
-                                      "rule", "type", "message",
-                                      "must be true or false"));
-    return NGX_DECLINED;
-}
-
-
 /* the organization a caller is limited to: NULL for every one */
 static const char *
 um_locations_scope(um_ctx_t *ctx)
@@ -603,42 +541,17 @@ um_locations_of_user_done(um_ctx_t *ctx, PGresult *res)
 static ngx_int_t
 um_locations_page(um_ctx_t *ctx, PGresult *res)
 {
-    off_t  total;
-
-    if (PQntuples(res) != 1) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    total = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                      PQgetlength(res, 0, 0));
-
-    if (total == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_page_send(ctx, ctx->data, "locations",
-                        (u_char *) PQgetvalue(res, 0, 1),
-                        PQgetlength(res, 0, 1), (uint64_t) total, NULL);
+    return um_page_send_result(ctx, ctx->data, "locations", res);
 }
 
 
 static ngx_int_t
 um_locations_users_page(um_ctx_t *ctx, PGresult *res)
 {
-    off_t  total;
-
+    /* no row: no such location in the caller's scope */
     if (PQntuples(res) != 1) {
         return um_locations_not_found(ctx);
     }
 
-    total = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                      PQgetlength(res, 0, 0));
-
-    if (total == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_page_send(ctx, ctx->data, "users",
-                        (u_char *) PQgetvalue(res, 0, 1),
-                        PQgetlength(res, 0, 1), (uint64_t) total, NULL);
+    return um_page_send_result(ctx, ctx->data, "users", res);
 }

@@ -191,8 +191,6 @@ um_organizations_create(um_ctx_t *ctx)
 ngx_int_t
 um_organizations_list(um_ctx_t *ctx)
 {
-    ngx_int_t     rc;
-    ngx_str_t     active, search;
     um_page_t    *page;
     const char  **v;
 
@@ -203,42 +201,11 @@ um_organizations_list(um_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (um_page_parse(ctx, page) != NGX_OK) {
+    if (um_page_parse(ctx, page) != NGX_OK
+        || um_page_filter_bool(ctx, "is_active", &v[0]) != NGX_OK
+        || um_page_filter(ctx, "search", &v[1]) != NGX_OK)
+    {
         return ctx->rc;
-    }
-
-    rc = um_arg(ctx, "is_active", &active);
-
-    if (rc == NGX_OK && active.len == 4
-        && ngx_strncmp(active.data, "true", 4) == 0)
-    {
-        v[0] = "true";
-
-    } else if (rc == NGX_OK && active.len == 5
-               && ngx_strncmp(active.data, "false", 5) == 0)
-    {
-        v[0] = "false";
-
-    } else if (rc != NGX_DECLINED) {
-        return um_send_error(ctx->r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
-                             "is_active must be true or false",
-                             json_pack("[{ss ss ss}]", "field", "is_active",
-                                       "rule", "type", "message",
-                                       "must be true or false"));
-    }
-
-    rc = um_arg(ctx, "search", &search);
-
-    if (rc == NGX_ERROR || (rc == NGX_OK && search.len > 200)) {
-        return um_send_error(ctx->r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
-                             "search must be text of at most 200 bytes",
-                             json_pack("[{ss ss ss}]", "field", "search",
-                                       "rule", "format", "message",
-                                       "must be text of at most 200 bytes"));
-    }
-
-    if (rc == NGX_OK && search.len > 0) {
-        v[1] = (const char *) search.data;
     }
 
     v[2] = um_pint(ctx, page->page_size);
@@ -472,20 +439,5 @@ um_organizations_one(um_ctx_t *ctx, PGresult *res)
 static ngx_int_t
 um_organizations_page(um_ctx_t *ctx, PGresult *res)
 {
-    off_t  total;
-
-    if (PQntuples(res) != 1) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    total = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                      PQgetlength(res, 0, 0));
-
-    if (total == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_page_send(ctx, ctx->data, "organizations",
-                        (u_char *) PQgetvalue(res, 0, 1),
-                        PQgetlength(res, 0, 1), (uint64_t) total, NULL);
+    return um_page_send_result(ctx, ctx->data, "organizations", res);
 }
