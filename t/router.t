@@ -41,8 +41,11 @@ error_is($t->post('/api/v1/no-such-thing', { a => 1 }), 404, 'NOT_FOUND',
          'POST unknown path: 404 NOT_FOUND');
 error_is($t->get("$LOOKUP/extra"), 404, 'NOT_FOUND',
          'a known path with an extra segment: 404');
-error_is($t->get('/api/v1/organizations/lookupx?slug=default'), 404,
+error_is($t->get('/api/v1/auth/loginx'), 404,
          'NOT_FOUND', 'a known path with extra characters: 404');
+error_is($t->get('/api/v1/organizations/lookupx?slug=default'), 400,
+         'BAD_REQUEST',
+         '... unless a template takes it: an {id} that is not a UUID, 400');
 
 # wrong method: 405 with Allow
 

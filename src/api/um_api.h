@@ -29,6 +29,23 @@ ngx_int_t um_users_get(um_ctx_t *ctx);
 
 /* um_organizations.c */
 ngx_int_t um_organizations_lookup(um_ctx_t *ctx);
+ngx_int_t um_organizations_create(um_ctx_t *ctx);
+ngx_int_t um_organizations_list(um_ctx_t *ctx);
+ngx_int_t um_organizations_my_info(um_ctx_t *ctx);
+ngx_int_t um_organizations_get(um_ctx_t *ctx);
+ngx_int_t um_organizations_update(um_ctx_t *ctx);
+ngx_int_t um_organizations_delete(um_ctx_t *ctx);
+
+/* um_locations.c */
+ngx_int_t um_locations_create(um_ctx_t *ctx);
+ngx_int_t um_locations_list(um_ctx_t *ctx);
+ngx_int_t um_locations_get(um_ctx_t *ctx);
+ngx_int_t um_locations_update(um_ctx_t *ctx);
+ngx_int_t um_locations_delete(um_ctx_t *ctx);
+ngx_int_t um_locations_assign(um_ctx_t *ctx);
+ngx_int_t um_locations_of_user(um_ctx_t *ctx);
+ngx_int_t um_locations_unassign(um_ctx_t *ctx);
+ngx_int_t um_locations_users(um_ctx_t *ctx);
 
 /* um_roles.c */
 ngx_int_t um_roles_create(um_ctx_t *ctx);

@@ -126,6 +126,17 @@ um_field_value_error(const um_field_t *f, json_t *v, const char **rule)
                 || (f->max && (size_t) json_integer_value(v) > f->max))
                ? "is out of range" : NULL;
 
+    case UM_F_NUMBER:
+        if (!json_is_number(v)) {
+            return "must be a number";
+        }
+
+        *rule = "range";
+
+        return (json_number_value(v) < -(double) f->max
+                || json_number_value(v) > (double) f->max)
+               ? "is out of range" : NULL;
+
     case UM_F_OBJECT:
         if (!json_is_object(v)) {
             return "must be an object";

@@ -27,6 +27,7 @@
                                    country */
 #define UM_F_UUIDS      15      /* array of UUIDs, 1..max */
 #define UM_F_STRINGS    16      /* array of texts, 0..max */
+#define UM_F_NUMBER     17      /* a number from -max to max */
 
 #define UM_REQUIRED     0x01
 #define UM_NULLABLE     0x02

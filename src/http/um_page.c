@@ -124,6 +124,84 @@ um_page_send(um_ctx_t *ctx, um_page_t *page, const char *key, u_char *items,
 }
 
 
+ngx_int_t
+um_page_send_result(um_ctx_t *ctx, um_page_t *page, const char *key,
+    PGresult *res)
+{
+    off_t  total;
+
+    if (PQntuples(res) != 1 || PQnfields(res) != 2) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    total = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
+                      PQgetlength(res, 0, 0));
+
+    if (total == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return um_page_send(ctx, page, key, (u_char *) PQgetvalue(res, 0, 1),
+                        PQgetlength(res, 0, 1), (uint64_t) total, NULL);
+}
+
+
+ngx_int_t
+um_page_filter(um_ctx_t *ctx, const char *name, const char **value)
+{
+    ngx_int_t  rc;
+    ngx_str_t  s;
+
+    rc = um_arg(ctx, name, &s);
+
+    if (rc == NGX_ERROR || (rc == NGX_OK && s.len > 200)) {
+        ctx->rc = um_send_error(ctx->r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                                "a filter must be text of at most 200 bytes",
+                                json_pack("[{ss ss ss}]", "field", name,
+                                          "rule", "format", "message",
+                                          "must be text of at most 200 "
+                                          "bytes"));
+        return NGX_DECLINED;
+    }
+
+    *value = (rc == NGX_OK && s.len > 0) ? (const char *) s.data : NULL;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+um_page_filter_bool(um_ctx_t *ctx, const char *name, const char **value)
+{
+    ngx_int_t  rc;
+    ngx_str_t  s;
+
+    rc = um_arg(ctx, name, &s);
+
+    if (rc == NGX_DECLINED) {
+        *value = NULL;
+        return NGX_OK;
+    }
+
+    if (rc == NGX_OK && s.len == 4 && ngx_strncmp(s.data, "true", 4) == 0) {
+        *value = "true";
+        return NGX_OK;
+    }
+
+    if (rc == NGX_OK && s.len == 5 && ngx_strncmp(s.data, "false", 5) == 0) {
+        *value = "false";
+        return NGX_OK;
+    }
+
+    ctx->rc = um_send_error(ctx->r, NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST,
+                            "a filter must be true or false",
+                            json_pack("[{ss ss ss}]", "field", name,
+                                      "rule", "type", "message",
+                                      "must be true or false"));
+    return NGX_DECLINED;
+}
+
+
 static ngx_int_t
 um_page_number(um_ctx_t *ctx, const char *name, ngx_uint_t min,
     ngx_uint_t max, ngx_uint_t *value, ngx_uint_t *set)

@@ -28,12 +28,28 @@ typedef struct {
 ngx_int_t um_page_parse(um_ctx_t *ctx, um_page_t *page);
 
 /*
+ * A text filter of a list (at most 200 bytes): *value is NULL when it is
+ * absent or empty.  NGX_OK, or the 400 answer was sent and ctx->rc holds
+ * what the handler returns.
+ */
+ngx_int_t um_page_filter(um_ctx_t *ctx, const char *name,
+    const char **value);
+
+/* the same for "true" or "false" */
+ngx_int_t um_page_filter_bool(um_ctx_t *ctx, const char *name,
+    const char **value);
+
+/*
  * {"data": {"<key>": <items>, "total", "page", "page_size", "pages",
  * "has_next", "has_prev", "next_cursor"}} around a JSON array PostgreSQL
  * built; next_cursor may be NULL.
  */
 ngx_int_t um_page_send(um_ctx_t *ctx, um_page_t *page, const char *key,
     u_char *items, size_t len, uint64_t total, const char *next_cursor);
+
+/* the same for a query whose one row holds the total and the items */
+ngx_int_t um_page_send_result(um_ctx_t *ctx, um_page_t *page,
+    const char *key, PGresult *res);
 
 
 #endif /* _UM_PAGE_H_INCLUDED_ */

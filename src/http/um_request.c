@@ -285,6 +285,7 @@ um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
         { "organizations_slug_key", "slug" },
         { "roles_org_name_key", "name" },
         { "permissions_name_key", "name" },
+        { "locations_org_code_key", "code" },
         { NULL, NULL }
     };
 

@@ -50,6 +50,39 @@ const um_route_t  um_routes[] = {
     /* organizations */
     { GET, ngx_string("/api/v1/organizations/lookup"),
       um_organizations_lookup, NULL, PUBLIC },
+    { POST, ngx_string("/api/v1/organizations"),
+      um_organizations_create, "system:admin", BODY },
+    { GET, ngx_string("/api/v1/organizations"),
+      um_organizations_list, "system:admin", 0 },
+    { GET, ngx_string("/api/v1/organizations/my/info"),
+      um_organizations_my_info, NULL, 0 },
+    { GET, ngx_string("/api/v1/organizations/{id}"),
+      um_organizations_get, NULL, 0 },
+    { PUT, ngx_string("/api/v1/organizations/{id}"),
+      um_organizations_update, "organizations:update", BODY },
+    { DELETE, ngx_string("/api/v1/organizations/{id}"),
+      um_organizations_delete, "system:admin", 0 },
+
+    /* locations */
+    { POST, ngx_string("/api/v1/locations"),
+      um_locations_create, "locations:create", BODY },
+    { GET, ngx_string("/api/v1/locations"),
+      um_locations_list, "locations:read", 0 },
+    { GET, ngx_string("/api/v1/locations/{id}"),
+      um_locations_get, "locations:read", 0 },
+    { PUT, ngx_string("/api/v1/locations/{id}"),
+      um_locations_update, "locations:update", BODY },
+    { DELETE, ngx_string("/api/v1/locations/{id}"),
+      um_locations_delete, "locations:delete", 0 },
+    { POST, ngx_string("/api/v1/locations/assign"),
+      um_locations_assign, "locations:assign", BODY },
+    { GET, ngx_string("/api/v1/locations/user/{user_id}"),
+      um_locations_of_user, NULL, 0 },
+    { DELETE,
+      ngx_string("/api/v1/locations/user/{user_id}/location/{location_id}"),
+      um_locations_unassign, "locations:assign", 0 },
+    { GET, ngx_string("/api/v1/locations/{id}/users"),
+      um_locations_users, "locations:read", 0 },
 
     /* roles, per organization (um_roles.c) */
     { POST, ngx_string("/api/v1/roles"),
@@ -127,7 +160,8 @@ um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad)
 {
     u_char              *p;
     ngx_str_t            uri, args[UM_MAX_PATH_ARGS], name;
-    ngx_uint_t           i, j, n, literal, best_literal, methods, method;
+    ngx_uint_t           i, j, n, literal, best_literal, top, methods,
+                         method;
     const um_route_t    *best;
     ngx_http_request_t  *r;
 
@@ -143,11 +177,25 @@ um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad)
 
     best = NULL;
     best_literal = 0;
+    top = 0;
     methods = 0;
 
+    /*
+     * The path is the most specific template it matches: PUT on
+     * "/organizations/lookup" is a method the lookup lacks (405), not an
+     * organization whose id is "lookup" (400).
+     */
     for (i = 0; i < um_nroutes; i++) {
 
         if (um_route_path(&um_routes[i], &uri, args, &n, &literal) != NGX_OK) {
+            continue;
+        }
+
+        if (literal > top) {
+            top = literal;
+            methods = 0;
+
+        } else if (literal < top) {
             continue;
         }
 
@@ -162,6 +210,10 @@ um_route_match(um_ctx_t *ctx, ngx_str_t *allow, ngx_str_t *bad)
             ctx->nargs = n;
             ngx_memcpy(ctx->args, args, n * sizeof(ngx_str_t));
         }
+    }
+
+    if (best != NULL && best_literal < top) {
+        best = NULL;
     }
 
     if (best == NULL) {
