@@ -146,6 +146,7 @@ typedef struct {
     ngx_str_t               email;
     ngx_str_t               sid;
     ngx_str_t               jti;
+    ngx_str_t               token_tenant;
     json_t                 *roles;
     json_t                 *permissions;
     time_t                  exp;

@@ -423,12 +423,12 @@ error_is($r, 401, 'UNAUTHORIZED', 'its users cannot sign in');
                            WHERE organization_id = :'p1'}, $acme->{id});
     error_is($t->get("/api/v1/locations/$hq", headers => $SA), 404,
              'NOT_FOUND', 'its locations are gone with it');
+    # the organization's access tokens die with it
     $r = $t->get('/api/v1/locations', headers => $acme_admin->{h});
-    is(data($r)->{total}, 0,
-       '... also for an access token of its admin that is still alive');
-    error_is($t->post('/api/v1/locations', { name => 'Late', code => 'LATE' },
-                      headers => $acme_admin->{h}), 404, 'NOT_FOUND',
-             '... who cannot make new ones either');
+    error_is($r, 401, 'UNAUTHORIZED',
+             '... and an access token of its admin is refused at once');
+    like($r->{headers}{'www-authenticate'} // '', qr/token revoked/,
+         '... as revoked');
 }
 
 $r = $t->post($ORGS, { name => 'Acme Reborn', slug => 'acme' },

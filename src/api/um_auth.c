@@ -52,6 +52,7 @@ typedef struct {
     const char          *message;           /* of a session-ending call */
     ngx_uint_t           revoke_token;
     time_t               refresh_expires;   /* seconds left */
+    ngx_uint_t           ip_counted;        /* in the address's count */
 } um_auth_t;
 
 
@@ -258,7 +259,7 @@ um_login_ip_count(um_ctx_t *ctx, ngx_uint_t incr, um_redis_handler_pt done)
                      "if n == 1 then "
                      "redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
                      "return n"
-                   : "if redis.call('GET', KEYS[1]) then "
+                   : "if tonumber(redis.call('GET', KEYS[1]) or 0) > 0 then "
                      "return redis.call('DECR', KEYS[1]) end "
                      "return 0";
     argv[2] = "1";
@@ -338,6 +339,9 @@ um_login_ip_done(void *data, redisReply *reply, ngx_int_t status)
     if (status == UM_REDIS_OK && reply->type == REDIS_REPLY_INTEGER
         && reply->integer > (long long) ctx->mcf->ip_max_failures)
     {
+        /* a refused attempt checks no password: it does not count */
+        (void) um_login_ip_count(ctx, 0, NULL);
+
         retry.data = buf;
         retry.len = ngx_sprintf(buf, "%T", ctx->mcf->lockout) - buf;
         (void) um_header_add(ctx->r, "Retry-After", &retry);
@@ -347,6 +351,10 @@ um_login_ip_done(void *data, redisReply *reply, ngx_int_t status)
                            "too many failed sign-ins from this address",
                            NULL);
     } else {
+        /* only what was counted is taken back on success */
+        ((um_auth_t *) ctx->data)->ip_counted =
+            (status == UM_REDIS_OK && reply->type == REDIS_REPLY_INTEGER);
+
         rc = um_login_ip_checked(ctx);
     }
 
@@ -468,7 +476,7 @@ um_login_done(um_ctx_t *ctx, PGresult *res)
     st = ctx->data;
 
     /* a success is no failure: take the attempt back, without waiting */
-    if (ctx->mcf->redis_client != NULL && ctx->mcf->ip_max_failures) {
+    if (st->ip_counted) {
         (void) um_login_ip_count(ctx, 0, NULL);
     }
 

@@ -26,6 +26,9 @@
 
 
 static ngx_int_t um_organizations_lookup_done(um_ctx_t *ctx, PGresult *res);
+static ngx_int_t um_organizations_deleted(um_ctx_t *ctx, PGresult *res);
+static void um_organizations_revoked(void *data, redisReply *reply,
+    ngx_int_t status);
 static ngx_int_t um_organizations_created(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_organizations_one(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_organizations_page(um_ctx_t *ctx, PGresult *res);
@@ -329,7 +332,66 @@ um_organizations_delete(um_ctx_t *ctx)
     v[0] = um_pstr(ctx, ctx->args[0].data, ctx->args[0].len);
 
     return um_organizations_change(ctx, &um_sql_org_delete, v, 1, 0,
-                                   um_organizations_one);
+                                   um_organizations_deleted);
+}
+
+
+/*
+ * The organization's access tokens die with it: the tenant goes on the
+ * deny-list for one access-token lifetime, and the answer waits for it.
+ */
+static ngx_int_t
+um_organizations_deleted(um_ctx_t *ctx, PGresult *res)
+{
+    ngx_str_t  *id, *answer;
+
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        return um_organizations_not_found(ctx);
+    }
+
+    id = ngx_palloc(ctx->r->pool, sizeof(ngx_str_t));
+    answer = ngx_palloc(ctx->r->pool, sizeof(ngx_str_t));
+
+    if (id == NULL || answer == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the result is gone once this returns */
+    answer->len = PQgetlength(res, 0, 0);
+    answer->data = (u_char *) um_pstr(ctx, (u_char *) PQgetvalue(res, 0, 0),
+                                      answer->len);
+    if (answer->data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->data = answer;
+    *id = ctx->args[0];
+
+    ctx->redis = um_revoke_ids(ctx, id, 1,
+                               ngx_time() + ctx->mcf->access_ttl
+                               + ctx->mcf->leeway,
+                               um_organizations_revoked);
+
+    if (ctx->redis == NULL) {
+        /* this node knows at once; the others when Redis returns */
+        return um_send_data(ctx->r, NGX_HTTP_OK, answer->data, answer->len);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+um_organizations_revoked(void *data, redisReply *reply, ngx_int_t status)
+{
+    um_ctx_t   *ctx = data;
+    ngx_str_t  *answer;
+
+    ctx->redis = NULL;
+    answer = ctx->data;
+
+    um_finish(ctx, um_send_data(ctx->r, NGX_HTTP_OK, answer->data,
+                                answer->len));
 }
 
 

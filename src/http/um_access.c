@@ -439,7 +439,11 @@ um_check_revoked(um_ctx_t *ctx)
 {
     ngx_int_t  rc;
 
-    rc = um_revoke_check(ctx->mcf, &ctx->id.jti, &ctx->id.sid);
+    /* the token's own tenant, before any X-Tenant-ID choice */
+    ctx->id.token_tenant = ctx->id.tenant_id;
+
+    rc = um_revoke_check(ctx->mcf, &ctx->id.jti, &ctx->id.sid,
+                         &ctx->id.token_tenant);
 
     if (rc == 1) {
         return um_access_refuse(ctx,
@@ -451,7 +455,7 @@ um_check_revoked(um_ctx_t *ctx)
     }
 
     ctx->redis = um_revoke_ask(ctx->mcf, &ctx->id.jti, &ctx->id.sid,
-                               um_revoked_done, ctx);
+                               &ctx->id.token_tenant, um_revoked_done, ctx);
 
     if (ctx->redis == NULL) {
         /*

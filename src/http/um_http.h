@@ -96,9 +96,10 @@ ngx_int_t um_revoke_init_worker(ngx_http_usermgmt_main_conf_t *mcf,
     ngx_log_t *log);
 void um_revoke_exit_worker(void);
 ngx_int_t um_revoke_check(ngx_http_usermgmt_main_conf_t *mcf, ngx_str_t *jti,
-    ngx_str_t *sid);
+    ngx_str_t *sid, ngx_str_t *tenant);
 um_redis_cmd_t *um_revoke_ask(ngx_http_usermgmt_main_conf_t *mcf,
-    ngx_str_t *jti, ngx_str_t *sid, um_redis_handler_pt handler, void *data);
+    ngx_str_t *jti, ngx_str_t *sid, ngx_str_t *tenant,
+    um_redis_handler_pt handler, void *data);
 ngx_int_t um_revoke_answer(redisReply *reply);
 um_redis_cmd_t *um_revoke_ids(um_ctx_t *ctx, ngx_str_t *ids, ngx_uint_t n,
     time_t exp, um_redis_handler_pt handler);

@@ -189,14 +189,19 @@ um_revoke_exit_worker(void)
  */
 ngx_int_t
 um_revoke_check(ngx_http_usermgmt_main_conf_t *mcf, ngx_str_t *jti,
-    ngx_str_t *sid)
+    ngx_str_t *sid, ngx_str_t *tenant)
 {
     ngx_int_t  rc;
 
+    /* the token, its session, or its whole organization */
     rc = um_revoke_lookup(mcf->revoke_zone, sid);
 
     if (rc == 0) {
         rc = um_revoke_lookup(mcf->revoke_zone, jti);
+    }
+
+    if (rc == 0) {
+        rc = um_revoke_lookup(mcf->revoke_zone, tenant);
     }
 
     if (rc == 1) {
@@ -217,10 +222,11 @@ um_revoke_check(ngx_http_usermgmt_main_conf_t *mcf, ngx_str_t *jti,
 /* the question to Redis when the local copy cannot answer */
 um_redis_cmd_t *
 um_revoke_ask(ngx_http_usermgmt_main_conf_t *mcf, ngx_str_t *jti,
-    ngx_str_t *sid, um_redis_handler_pt handler, void *data)
+    ngx_str_t *sid, ngx_str_t *tenant, um_redis_handler_pt handler,
+    void *data)
 {
-    const char  *argv[4];
-    size_t       lens[4];
+    const char  *argv[5];
+    size_t       lens[5];
 
     argv[0] = "ZMSCORE";
     lens[0] = 7;
@@ -230,8 +236,10 @@ um_revoke_ask(ngx_http_usermgmt_main_conf_t *mcf, ngx_str_t *jti,
     lens[2] = jti->len;
     argv[3] = (char *) sid->data;
     lens[3] = sid->len;
+    argv[4] = (char *) tenant->data;
+    lens[4] = tenant->len;
 
-    return um_redis_send(mcf->redis_client, handler, data, 4, argv, lens);
+    return um_redis_send(mcf->redis_client, handler, data, 5, argv, lens);
 }
 
 
