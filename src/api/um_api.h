@@ -21,6 +21,11 @@ ngx_int_t um_auth_refresh(um_ctx_t *ctx);
 ngx_int_t um_auth_logout(um_ctx_t *ctx);
 ngx_int_t um_auth_change_password(um_ctx_t *ctx);
 ngx_int_t um_auth_jwks(um_ctx_t *ctx);
+ngx_int_t um_auth_hash_password(um_ctx_t *ctx, const char *field,
+    const char *password, const char *email, const char *username,
+    ngx_int_t (*done)(um_ctx_t *ctx, const char *hash));
+ngx_int_t um_auth_end_sessions(um_ctx_t *ctx, json_t *sids,
+    ngx_int_t (*answer)(um_ctx_t *ctx));
 
 /* um_users.c */
 ngx_int_t um_users_me(um_ctx_t *ctx);
