@@ -31,6 +31,18 @@ ngx_int_t um_auth_end_sessions(um_ctx_t *ctx, json_t *sids,
 ngx_int_t um_users_me(um_ctx_t *ctx);
 ngx_int_t um_users_update_me(um_ctx_t *ctx);
 ngx_int_t um_users_get(um_ctx_t *ctx);
+ngx_int_t um_users_create(um_ctx_t *ctx);
+ngx_int_t um_users_list(um_ctx_t *ctx);
+ngx_int_t um_users_search(um_ctx_t *ctx);
+ngx_int_t um_users_update(um_ctx_t *ctx);
+ngx_int_t um_users_delete(um_ctx_t *ctx);
+ngx_int_t um_users_reactivate(um_ctx_t *ctx);
+ngx_int_t um_users_status(um_ctx_t *ctx);
+ngx_int_t um_users_permissions(um_ctx_t *ctx);
+ngx_int_t um_users_permissions_replace(um_ctx_t *ctx);
+ngx_int_t um_users_permissions_add(um_ctx_t *ctx);
+ngx_int_t um_users_roles_add(um_ctx_t *ctx);
+ngx_int_t um_users_roles_remove(um_ctx_t *ctx);
 
 /* um_organizations.c */
 ngx_int_t um_organizations_lookup(um_ctx_t *ctx);
