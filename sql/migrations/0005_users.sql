@@ -755,18 +755,25 @@ RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
            || coalesce(p_email, '') || ' ' || coalesce(p_username, '')
 $$;
 
--- What GET /users/search matches: names (weight A) and the email, whole
--- and cut at its punctuation so "example" finds "john@example.com"
--- (weight B).  English stemming.
+-- What GET /users/search matches: the names (weight A) and the email
+-- (weight B), English stemming.  In emails and queries alike "@", ".", "+"
+-- and "_" separate words, so "example.com" finds "john@example.com" and a
+-- whole address finds its user.
 CREATE FUNCTION um_user_tsv(p_first text, p_last text, p_email text)
 RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT setweight(to_tsvector('english'::regconfig,
                                  coalesce(p_first, '') || ' '
                                  || coalesce(p_last, '')), 'A')
         || setweight(to_tsvector('english'::regconfig,
-                                 coalesce(p_email, '') || ' '
-                                 || translate(coalesce(p_email, ''),
-                                              '@.+_-', '     ')), 'B')
+                                 translate(coalesce(p_email, ''), '@.+_',
+                                           '    ')), 'B')
+$$;
+
+-- A query of GET /users/search: "quoted phrases", -excluded words, "or".
+CREATE FUNCTION um_user_tsquery(p_q text) RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT websearch_to_tsquery('english'::regconfig,
+                                translate(p_q, '@.+_', '    '))
 $$;
 
 
@@ -971,7 +978,7 @@ DECLARE
     tenant  uuid := (p_caller->>'tenant')::uuid;
     cond    text := 'u.deleted_at IS NULL'
                     ' AND um_user_tsv(u.first_name, u.last_name,'
-                    ' u.email::text) @@ websearch_to_tsquery(''english'', $2)';
+                    ' u.email::text) @@ um_user_tsquery($2)';
 BEGIN
     IF tenant IS NOT NULL THEN
         cond := 'u.organization_id = $1 AND ' || cond;
@@ -986,7 +993,7 @@ BEGIN
                    '   FROM users u WHERE %s'
                    '   ORDER BY ts_rank(um_user_tsv(u.first_name,'
                    '              u.last_name, u.email::text),'
-                   '            websearch_to_tsquery(''english'', $2)) DESC,'
+                   '            um_user_tsquery($2)) DESC,'
                    '            u.last_name, u.first_name, u.id'
                    '   LIMIT $3 OFFSET $4) q) p', cond)
        INTO users, total
