@@ -32,7 +32,13 @@ sub admin {
     my ($self) = @_;
     return $self->{admin} //= do {
         my $t = $self->{t};
-        my $l = $t->login($t->admin_email, $t->admin_password);
+        my $l;
+        # the first request may find the workers still connecting
+        # (slowly, under valgrind): wait out a 503
+        UM::Test::wait_until(sub {
+            $l = $t->login($t->admin_email, $t->admin_password);
+            $l->{status} != 503;
+        }, $t->secs(10), 0.2);
         die "admin login: $l->{status} $l->{content}\n"
             unless $l->{status} == 200;
         { id => $l->{json}{data}{user}{id}, email => $t->admin_email,
