@@ -127,6 +127,13 @@ static ngx_command_t  ngx_http_usermgmt_commands[] = {
       0,
       NULL },
 
+    { ngx_string("usermgmt_user_delete"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_loc_conf_t, user_delete),
+      NULL },
+
     { ngx_string("usermgmt_jwt_key"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
       ngx_http_usermgmt_jwt_key,
@@ -448,6 +455,7 @@ ngx_http_usermgmt_create_loc_conf(ngx_conf_t *cf)
     lcf->auth = NGX_CONF_UNSET_UINT;
     lcf->requires = NGX_CONF_UNSET_PTR;
     lcf->limits = NGX_CONF_UNSET_PTR;
+    lcf->user_delete = NGX_CONF_UNSET;
 
     return lcf;
 }
@@ -468,6 +476,7 @@ ngx_http_usermgmt_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_off_value(conf->max_body, prev->max_body, NGX_CONF_UNSET);
+    ngx_conf_merge_value(conf->user_delete, prev->user_delete, 1);
     ngx_conf_merge_ptr_value(conf->requires, prev->requires, NULL);
 
     /* a requirement needs someone to meet it */

@@ -135,6 +135,7 @@ typedef struct {
     ngx_uint_t              limit_after_body;
     ngx_str_t               limit_file;     /* where key=account was used */
     ngx_uint_t              limit_line;
+    ngx_flag_t              user_delete;    /* DELETE /users/{id} allowed */
 } ngx_http_usermgmt_loc_conf_t;
 
 

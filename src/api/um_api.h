@@ -21,11 +21,28 @@ ngx_int_t um_auth_refresh(um_ctx_t *ctx);
 ngx_int_t um_auth_logout(um_ctx_t *ctx);
 ngx_int_t um_auth_change_password(um_ctx_t *ctx);
 ngx_int_t um_auth_jwks(um_ctx_t *ctx);
+ngx_int_t um_auth_hash_password(um_ctx_t *ctx, const char *field,
+    const char *password, const char *email, const char *username,
+    ngx_int_t (*done)(um_ctx_t *ctx, const char *hash));
+ngx_int_t um_auth_end_sessions(um_ctx_t *ctx, json_t *sids,
+    ngx_int_t (*answer)(um_ctx_t *ctx));
 
 /* um_users.c */
 ngx_int_t um_users_me(um_ctx_t *ctx);
 ngx_int_t um_users_update_me(um_ctx_t *ctx);
 ngx_int_t um_users_get(um_ctx_t *ctx);
+ngx_int_t um_users_create(um_ctx_t *ctx);
+ngx_int_t um_users_list(um_ctx_t *ctx);
+ngx_int_t um_users_search(um_ctx_t *ctx);
+ngx_int_t um_users_update(um_ctx_t *ctx);
+ngx_int_t um_users_delete(um_ctx_t *ctx);
+ngx_int_t um_users_reactivate(um_ctx_t *ctx);
+ngx_int_t um_users_status(um_ctx_t *ctx);
+ngx_int_t um_users_permissions(um_ctx_t *ctx);
+ngx_int_t um_users_permissions_replace(um_ctx_t *ctx);
+ngx_int_t um_users_permissions_add(um_ctx_t *ctx);
+ngx_int_t um_users_roles_add(um_ctx_t *ctx);
+ngx_int_t um_users_roles_remove(um_ctx_t *ctx);
 
 /* um_organizations.c */
 ngx_int_t um_organizations_lookup(um_ctx_t *ctx);

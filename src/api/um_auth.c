@@ -11,6 +11,8 @@
  *
  * Password hashing and checking run in the thread pool; every change and
  * its audit row are one SQL function call (sql/migrations/0002_auth.sql).
+ * Other endpoints that set a password or end sessions use
+ * um_auth_hash_password() and um_auth_end_sessions().
  */
 
 #include "um_api.h"
@@ -53,6 +55,9 @@ typedef struct {
     ngx_uint_t           revoke_token;
     time_t               refresh_expires;   /* seconds left */
     ngx_uint_t           ip_counted;        /* in the address's count */
+
+    /* of um_auth_hash_password() */
+    ngx_int_t          (*hashed_done)(um_ctx_t *ctx, const char *hash);
 } um_auth_t;
 
 
@@ -64,7 +69,9 @@ static void um_sign_work(void *data);
 static ngx_int_t um_policy(um_ctx_t *ctx, const char *field, const char *pw,
     const char *email, const char *username);
 
-static ngx_int_t um_register_hashed(um_ctx_t *ctx);
+static ngx_int_t um_hash_resume(um_ctx_t *ctx);
+
+static ngx_int_t um_register_hashed(um_ctx_t *ctx, const char *hash);
 static ngx_int_t um_register_done(um_ctx_t *ctx, PGresult *res);
 
 static ngx_int_t um_login_ip_checked(um_ctx_t *ctx);
@@ -162,40 +169,24 @@ static const um_field_t  um_password_fields[] = {
 ngx_int_t
 um_auth_register(um_ctx_t *ctx)
 {
-    um_auth_t  *st;
-
     if (um_fields_check(ctx, um_register_fields) != NGX_OK) {
         return ctx->rc;
     }
 
-    if (um_policy(ctx, "password", um_field_str(ctx, "password"),
-                  um_field_str(ctx, "email"), um_field_str(ctx, "username"))
-        != NGX_OK)
-    {
-        return ctx->rc;
-    }
-
-    st = um_auth_state(ctx);
-    if (st == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    st->new_password = um_field_str(ctx, "password");
-    st->new_password_len = ngx_strlen(st->new_password);
-
-    return um_offload(ctx, um_hash_work, um_register_hashed);
+    return um_auth_hash_password(ctx, "password",
+                                 um_field_str(ctx, "password"),
+                                 um_field_str(ctx, "email"),
+                                 um_field_str(ctx, "username"),
+                                 um_register_hashed);
 }
 
 
 static ngx_int_t
-um_register_hashed(um_ctx_t *ctx)
+um_register_hashed(um_ctx_t *ctx, const char *hash)
 {
-    um_auth_t    *st;
     const char  **v;
 
-    st = ctx->data;
-
-    if (!st->hashed) {
+    if (hash == NULL) {
         return um_send_error(ctx->r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                              UM_INTERNAL_ERROR, "password hashing failed",
                              NULL);
@@ -208,7 +199,7 @@ um_register_hashed(um_ctx_t *ctx)
 
     v[0] = um_field_str(ctx, "email");
     v[1] = um_field_str(ctx, "username");
-    v[2] = st->hash;
+    v[2] = hash;
     v[3] = um_field_str(ctx, "first_name");
     v[4] = um_field_str(ctx, "last_name");
     v[5] = um_field_str(ctx, "organization_id");
@@ -888,6 +879,60 @@ um_auth_jwks(um_ctx_t *ctx)
     }
 
     return um_send(ctx->r, NGX_HTTP_OK, &type, body, len);
+}
+
+
+/*
+ * For every endpoint that sets a password: checks it against the policy
+ * (a 422 naming field), then hashes it in the thread pool and resumes with
+ * done(ctx, hash), hash NULL when hashing failed.  Takes ctx->data.
+ */
+ngx_int_t
+um_auth_hash_password(um_ctx_t *ctx, const char *field, const char *password,
+    const char *email, const char *username,
+    ngx_int_t (*done)(um_ctx_t *ctx, const char *hash))
+{
+    um_auth_t  *st;
+
+    if (um_policy(ctx, field, password, email, username) != NGX_OK) {
+        return ctx->rc;
+    }
+
+    st = um_auth_state(ctx);
+    if (st == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    st->new_password = password;
+    st->new_password_len = ngx_strlen(password);
+    st->hashed_done = done;
+
+    return um_offload(ctx, um_hash_work, um_hash_resume);
+}
+
+
+static ngx_int_t
+um_hash_resume(um_ctx_t *ctx)
+{
+    um_auth_t  *st;
+
+    st = ctx->data;
+
+    return st->hashed_done(ctx, st->hashed ? st->hash : NULL);
+}
+
+
+/*
+ * For every endpoint that ends a user's sessions: their access tokens go
+ * on the deny-list, then answer(ctx) runs (ctx->pending holds how many
+ * sessions there were).  Takes the reference to sids, a JSON array of
+ * session ids.
+ */
+ngx_int_t
+um_auth_end_sessions(um_ctx_t *ctx, json_t *sids,
+    ngx_int_t (*answer)(um_ctx_t *ctx))
+{
+    return um_revoke(ctx, sids, 0, answer);
 }
 
 

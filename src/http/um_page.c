@@ -88,13 +88,23 @@ ngx_int_t
 um_page_send(um_ctx_t *ctx, um_page_t *page, const char *key, u_char *items,
     size_t len, uint64_t total, const char *next_cursor)
 {
+    return um_page_send_extra(ctx, page, key, items, len, total, next_cursor,
+                              NULL, 0);
+}
+
+
+ngx_int_t
+um_page_send_extra(um_ctx_t *ctx, um_page_t *page, const char *key,
+    u_char *items, size_t len, uint64_t total, const char *next_cursor,
+    u_char *extra, size_t extra_len)
+{
     u_char      *body, *p;
     size_t       size;
     uint64_t     pages;
 
     pages = (total + page->page_size - 1) / page->page_size;
 
-    size = len + ngx_strlen(key) + 256
+    size = len + ngx_strlen(key) + 256 + extra_len
            + (next_cursor ? ngx_strlen(next_cursor) : 0);
 
     body = ngx_pnalloc(ctx->r->pool, size);
@@ -114,11 +124,18 @@ um_page_send(um_ctx_t *ctx, um_page_t *page, const char *key, u_char *items,
 
     /* cursors are base64url: nothing to escape */
     if (next_cursor != NULL) {
-        p = ngx_sprintf(p, "\"%s\"}", next_cursor);
+        p = ngx_sprintf(p, "\"%s\"", next_cursor);
 
     } else {
-        p = ngx_sprintf(p, "null}");
+        p = ngx_sprintf(p, "null");
     }
+
+    if (extra_len) {
+        *p++ = ',';
+        p = ngx_cpymem(p, extra, extra_len);
+    }
+
+    *p++ = '}';
 
     return um_send_data(ctx->r, NGX_HTTP_OK, body, p - body);
 }

@@ -50,6 +50,10 @@ ngx_int_t um_page_send(um_ctx_t *ctx, um_page_t *page, const char *key,
 /* the same for a query whose one row holds the total and the items */
 ngx_int_t um_page_send_result(um_ctx_t *ctx, um_page_t *page,
     const char *key, PGresult *res);
+/* the same with more members after next_cursor: extra is '"name":value' */
+ngx_int_t um_page_send_extra(um_ctx_t *ctx, um_page_t *page, const char *key,
+    u_char *items, size_t len, uint64_t total, const char *next_cursor,
+    u_char *extra, size_t extra_len);
 
 
 #endif /* _UM_PAGE_H_INCLUDED_ */
