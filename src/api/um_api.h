@@ -30,5 +30,11 @@ ngx_int_t um_users_get(um_ctx_t *ctx);
 /* um_organizations.c */
 ngx_int_t um_organizations_lookup(um_ctx_t *ctx);
 
+/* um_audit.c */
+ngx_int_t um_audit_logs(um_ctx_t *ctx);
+ngx_int_t um_audit_user_activity(um_ctx_t *ctx);
+ngx_int_t um_audit_organization_stats(um_ctx_t *ctx);
+ngx_int_t um_audit_export(um_ctx_t *ctx);
+
 
 #endif /* _UM_API_H_INCLUDED_ */

@@ -50,6 +50,16 @@ const um_route_t  um_routes[] = {
     /* organizations */
     { GET, ngx_string("/api/v1/organizations/lookup"),
       um_organizations_lookup, NULL, PUBLIC },
+
+    /* audit trail; activity: oneself, or audit:read (checked there) */
+    { GET, ngx_string("/api/v1/audit/logs"),
+      um_audit_logs, "audit:read", 0 },
+    { GET, ngx_string("/api/v1/audit/user/{id}/activity"),
+      um_audit_user_activity, NULL, 0 },
+    { GET, ngx_string("/api/v1/audit/organization/{id}/stats"),
+      um_audit_organization_stats, "audit:read", 0 },
+    { GET, ngx_string("/api/v1/audit/export"),
+      um_audit_export, "audit:export", 0 },
 };
 
 const ngx_uint_t  um_nroutes = sizeof(um_routes) / sizeof(um_routes[0]);
