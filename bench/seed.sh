@@ -181,7 +181,8 @@ t=$(now)
 for ((lo = 1; lo <= SEED_AUDIT; lo += SEED_CHUNK)); do
     hi=$(( lo + SEED_CHUNK - 1 < SEED_AUDIT ? lo + SEED_CHUNK - 1 : SEED_AUDIT ))
     run_chunk "$lo" "$hi" <<'SQL'
--- row n: actor user n % users (its tenant follows), oldest first
+-- row n: actor user n % users (its tenant follows), oldest first; the
+-- action does not follow the tenant (n / 3), so every tenant has them all
 INSERT INTO audit_logs (id, created_at, organization_id, actor_id, action,
                         resource, resource_id, status, ip, user_agent,
                         changes, metadata)
@@ -210,7 +211,7 @@ SELECT (lpad(to_hex(n), 12, '0') || substr(md5('seed-audit-' || n), 13))::uuid,
  CROSS JOIN LATERAL (
        SELECT (ARRAY['auth.login', 'auth.login', 'auth.refresh',
                      'auth.refresh', 'auth.refresh', 'auth.logout',
-                     'auth.login_failed', 'user.update'])[1 + n % 8]
+                     'auth.login_failed', 'user.update'])[1 + (n / 3) % 8]
                   AS action) x
  CROSS JOIN LATERAL (
        SELECT x.action,
