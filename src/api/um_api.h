@@ -81,5 +81,11 @@ ngx_int_t um_permissions_get(um_ctx_t *ctx);
 ngx_int_t um_permissions_update(um_ctx_t *ctx);
 ngx_int_t um_permissions_delete(um_ctx_t *ctx);
 
+/* um_audit.c */
+ngx_int_t um_audit_logs(um_ctx_t *ctx);
+ngx_int_t um_audit_user_activity(um_ctx_t *ctx);
+ngx_int_t um_audit_organization_stats(um_ctx_t *ctx);
+ngx_int_t um_audit_export(um_ctx_t *ctx);
+
 
 #endif /* _UM_API_H_INCLUDED_ */

@@ -140,6 +140,16 @@ const um_route_t  um_routes[] = {
       um_permissions_update, "system:admin", BODY },
     { DELETE, ngx_string("/api/v1/permissions/{id}"),
       um_permissions_delete, "system:admin", 0 },
+
+    /* audit trail; activity: oneself, or audit:read (checked there) */
+    { GET, ngx_string("/api/v1/audit/logs"),
+      um_audit_logs, "audit:read", 0 },
+    { GET, ngx_string("/api/v1/audit/user/{id}/activity"),
+      um_audit_user_activity, NULL, 0 },
+    { GET, ngx_string("/api/v1/audit/organization/{id}/stats"),
+      um_audit_organization_stats, "audit:read", 0 },
+    { GET, ngx_string("/api/v1/audit/export"),
+      um_audit_export, "audit:export", 0 },
 };
 
 const ngx_uint_t  um_nroutes = sizeof(um_routes) / sizeof(um_routes[0]);
