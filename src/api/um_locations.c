@@ -28,9 +28,6 @@ static ngx_int_t um_locations_one(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_locations_of_user_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_locations_page(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_locations_users_page(um_ctx_t *ctx, PGresult *res);
-static ngx_int_t um_locations_change(um_ctx_t *ctx, um_pg_stmt_t *stmt,
-    const char **v, int n, ngx_uint_t with_body,
-    ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res));
 static ngx_int_t um_locations_fold_address(um_ctx_t *ctx);
 static const char *um_locations_scope(um_ctx_t *ctx);
 static ngx_int_t um_locations_not_found(um_ctx_t *ctx);
@@ -189,7 +186,7 @@ um_locations_create(um_ctx_t *ctx)
     v[0] = org ? org : um_pstr(ctx, ctx->id.tenant_id.data,
                                ctx->id.tenant_id.len);
 
-    return um_locations_change(ctx, &um_sql_location_create, v, 1, 1,
+    return um_query_audited(ctx, &um_sql_location_create, v, 1, 1,
                                um_locations_created);
 }
 
@@ -264,7 +261,7 @@ um_locations_update(um_ctx_t *ctx)
     v[0] = um_pstr(ctx, ctx->args[0].data, ctx->args[0].len);
     v[1] = um_locations_scope(ctx);
 
-    return um_locations_change(ctx, &um_sql_location_update, v, 2, 1,
+    return um_query_audited(ctx, &um_sql_location_update, v, 2, 1,
                                um_locations_one);
 }
 
@@ -282,7 +279,7 @@ um_locations_delete(um_ctx_t *ctx)
     v[0] = um_pstr(ctx, ctx->args[0].data, ctx->args[0].len);
     v[1] = um_locations_scope(ctx);
 
-    return um_locations_change(ctx, &um_sql_location_delete, v, 2, 0,
+    return um_query_audited(ctx, &um_sql_location_delete, v, 2, 0,
                                um_locations_one);
 }
 
@@ -303,7 +300,7 @@ um_locations_assign(um_ctx_t *ctx)
 
     v[0] = um_locations_scope(ctx);
 
-    return um_locations_change(ctx, &um_sql_location_assign, v, 1, 1,
+    return um_query_audited(ctx, &um_sql_location_assign, v, 1, 1,
                                um_locations_of_user_done);
 }
 
@@ -391,30 +388,6 @@ um_locations_users(um_ctx_t *ctx)
  * After the n parameters of the endpoint, those every change passes: the
  * actor, the fields sent (with_body), the client's address and agent.
  */
-static ngx_int_t
-um_locations_change(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **v,
-    int n, ngx_uint_t with_body,
-    ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res))
-{
-    char  *fields;
-
-    v[n++] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
-
-    if (with_body) {
-        fields = json_dumps(ctx->body, JSON_COMPACT);
-        if (fields == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        v[n++] = um_pstr(ctx, (u_char *) fields, ngx_strlen(fields));
-        free(fields);
-    }
-
-    v[n++] = um_client_ip(ctx);
-    v[n++] = um_user_agent(ctx);
-
-    return um_query(ctx, stmt, v, n, done);
-}
 
 
 /*

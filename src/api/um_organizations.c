@@ -35,9 +35,6 @@ static ngx_int_t um_organizations_page(um_ctx_t *ctx, PGresult *res);
 static const char *um_organizations_scope(um_ctx_t *ctx);
 static ngx_uint_t um_organizations_in_scope(um_ctx_t *ctx);
 static ngx_int_t um_organizations_not_found(um_ctx_t *ctx);
-static ngx_int_t um_organizations_change(um_ctx_t *ctx, um_pg_stmt_t *stmt,
-    const char **v, int n, ngx_uint_t with_body,
-    ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res));
 
 
 static um_pg_stmt_t  um_sql_org_lookup = um_pg_stmt(
@@ -186,7 +183,7 @@ um_organizations_create(um_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return um_organizations_change(ctx, &um_sql_org_create, v, 0, 1,
+    return um_query_audited(ctx, &um_sql_org_create, v, 0, 1,
                                    um_organizations_created);
 }
 
@@ -310,7 +307,7 @@ um_organizations_update(um_ctx_t *ctx)
     v[0] = um_pstr(ctx, ctx->args[0].data, ctx->args[0].len);
     v[1] = um_organizations_scope(ctx);
 
-    return um_organizations_change(ctx, &um_sql_org_update, v, 2, 1,
+    return um_query_audited(ctx, &um_sql_org_update, v, 2, 1,
                                    um_organizations_one);
 }
 
@@ -331,7 +328,7 @@ um_organizations_delete(um_ctx_t *ctx)
 
     v[0] = um_pstr(ctx, ctx->args[0].data, ctx->args[0].len);
 
-    return um_organizations_change(ctx, &um_sql_org_delete, v, 1, 0,
+    return um_query_audited(ctx, &um_sql_org_delete, v, 1, 0,
                                    um_organizations_deleted);
 }
 
@@ -399,30 +396,6 @@ um_organizations_revoked(void *data, redisReply *reply, ngx_int_t status)
  * After the n parameters of the endpoint, those every change passes: the
  * actor, the fields sent (with_body), the client's address and agent.
  */
-static ngx_int_t
-um_organizations_change(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **v,
-    int n, ngx_uint_t with_body,
-    ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res))
-{
-    char  *fields;
-
-    v[n++] = um_pstr(ctx, ctx->id.user_id.data, ctx->id.user_id.len);
-
-    if (with_body) {
-        fields = json_dumps(ctx->body, JSON_COMPACT);
-        if (fields == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        v[n++] = um_pstr(ctx, (u_char *) fields, ngx_strlen(fields));
-        free(fields);
-    }
-
-    v[n++] = um_client_ip(ctx);
-    v[n++] = um_user_agent(ctx);
-
-    return um_query(ctx, stmt, v, n, done);
-}
 
 
 /* the organization a caller is limited to: NULL for every one */
@@ -475,13 +448,7 @@ um_organizations_lookup_done(um_ctx_t *ctx, PGresult *res)
 static ngx_int_t
 um_organizations_created(um_ctx_t *ctx, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_send_data(ctx->r, NGX_HTTP_CREATED,
-                        (u_char *) PQgetvalue(res, 0, 0),
-                        PQgetlength(res, 0, 0));
+    return um_send_row(ctx->r, res, NGX_HTTP_CREATED, NULL);
 }
 
 

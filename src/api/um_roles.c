@@ -513,25 +513,12 @@ um_roles_list_done(um_ctx_t *ctx, PGresult *res)
 static ngx_int_t
 um_roles_created_done(um_ctx_t *ctx, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_send_data(ctx->r, NGX_HTTP_CREATED,
-                        (u_char *) PQgetvalue(res, 0, 0),
-                        PQgetlength(res, 0, 0));
+    return um_send_row(ctx->r, res, NGX_HTTP_CREATED, NULL);
 }
 
 
 static ngx_int_t
 um_roles_one_done(um_ctx_t *ctx, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-        return um_send_error(ctx->r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
-                             "role not found", NULL);
-    }
-
-    return um_send_data(ctx->r, NGX_HTTP_OK,
-                        (u_char *) PQgetvalue(res, 0, 0),
-                        PQgetlength(res, 0, 0));
+    return um_send_row(ctx->r, res, NGX_HTTP_OK, "role not found");
 }

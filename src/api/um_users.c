@@ -927,14 +927,7 @@ um_users_target(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char *extra,
 static ngx_int_t
 um_users_me_done(um_ctx_t *ctx, PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
-        return um_send_error(ctx->r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
-                             "user not found", NULL);
-    }
-
-    return um_send_data(ctx->r, NGX_HTTP_OK,
-                        (u_char *) PQgetvalue(res, 0, 0),
-                        PQgetlength(res, 0, 0));
+    return um_send_row(ctx->r, res, NGX_HTTP_OK, "user not found");
 }
 
 

@@ -117,6 +117,9 @@ ngx_int_t um_arg(um_ctx_t *ctx, const char *name, ngx_str_t *value);
 
 ngx_int_t um_query(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **values,
     int nvalues, ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res));
+ngx_int_t um_query_audited(um_ctx_t *ctx, um_pg_stmt_t *stmt,
+    const char **values, int nvalues, ngx_uint_t with_body,
+    ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res));
 ngx_int_t um_pg_error_answer(ngx_http_request_t *r, PGresult *res);
 const char *um_pstr(um_ctx_t *ctx, u_char *data, size_t len);
 const char *um_pint(um_ctx_t *ctx, int64_t n);
@@ -132,6 +135,8 @@ ngx_int_t um_send_data(ngx_http_request_t *r, ngx_uint_t status,
     u_char *json, size_t len);
 ngx_int_t um_send_json(ngx_http_request_t *r, ngx_uint_t status,
     json_t *data);
+ngx_int_t um_send_row(ngx_http_request_t *r, PGresult *res,
+    ngx_uint_t status, const char *not_found);
 ngx_int_t um_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, json_t *details);
 ngx_int_t um_send_invalid(ngx_http_request_t *r, const char *field,

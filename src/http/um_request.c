@@ -269,6 +269,40 @@ um_query(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **values,
 
 
 /*
+ * A mutation: its values, then those its audit row needs (the actor, the
+ * body as JSON when with_body, the client address and User-Agent), in
+ * the order the SQL functions of sql/migrations take them.  values must
+ * have room for four more.
+ */
+ngx_int_t
+um_query_audited(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **values,
+    int nvalues, ngx_uint_t with_body,
+    ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res))
+{
+    char  *fields;
+
+    values[nvalues++] = um_pstr(ctx, ctx->id.user_id.data,
+                                ctx->id.user_id.len);
+
+    if (with_body) {
+        fields = json_dumps(ctx->body, JSON_COMPACT);
+        if (fields == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        values[nvalues++] = um_pstr(ctx, (u_char *) fields,
+                                    ngx_strlen(fields));
+        free(fields);
+    }
+
+    values[nvalues++] = um_client_ip(ctx);
+    values[nvalues++] = um_user_agent(ctx);
+
+    return um_query(ctx, stmt, values, nvalues, done);
+}
+
+
+/*
  * What a failed statement means to the client.  Handlers that expect a
  * particular constraint to fire look at the result themselves first.
  */

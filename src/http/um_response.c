@@ -93,6 +93,28 @@ um_send_data(ngx_http_request_t *r, ngx_uint_t status, u_char *json,
 }
 
 
+/*
+ * The one JSON value of a one-row result (PostgreSQL built it); without a
+ * row, 404 with not_found, or 500 when a row was certain.
+ */
+ngx_int_t
+um_send_row(ngx_http_request_t *r, PGresult *res, ngx_uint_t status,
+    const char *not_found)
+{
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        if (not_found == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return um_send_error(r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND, not_found,
+                             NULL);
+    }
+
+    return um_send_data(r, status, (u_char *) PQgetvalue(res, 0, 0),
+                        PQgetlength(res, 0, 0));
+}
+
+
 /* takes the reference to data */
 ngx_int_t
 um_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *data)
