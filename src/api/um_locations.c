@@ -187,7 +187,7 @@ um_locations_create(um_ctx_t *ctx)
                                ctx->id.tenant_id.len);
 
     return um_query_audited(ctx, &um_sql_location_create, v, 1, 1,
-                               um_locations_created);
+                            um_locations_created);
 }
 
 
@@ -262,7 +262,7 @@ um_locations_update(um_ctx_t *ctx)
     v[1] = um_locations_scope(ctx);
 
     return um_query_audited(ctx, &um_sql_location_update, v, 2, 1,
-                               um_locations_one);
+                            um_locations_one);
 }
 
 
@@ -280,7 +280,7 @@ um_locations_delete(um_ctx_t *ctx)
     v[1] = um_locations_scope(ctx);
 
     return um_query_audited(ctx, &um_sql_location_delete, v, 2, 0,
-                               um_locations_one);
+                            um_locations_one);
 }
 
 
@@ -301,7 +301,7 @@ um_locations_assign(um_ctx_t *ctx)
     v[0] = um_locations_scope(ctx);
 
     return um_query_audited(ctx, &um_sql_location_assign, v, 1, 1,
-                               um_locations_of_user_done);
+                            um_locations_of_user_done);
 }
 
 

@@ -184,7 +184,7 @@ um_organizations_create(um_ctx_t *ctx)
     }
 
     return um_query_audited(ctx, &um_sql_org_create, v, 0, 1,
-                                   um_organizations_created);
+                            um_organizations_created);
 }
 
 
@@ -308,7 +308,7 @@ um_organizations_update(um_ctx_t *ctx)
     v[1] = um_organizations_scope(ctx);
 
     return um_query_audited(ctx, &um_sql_org_update, v, 2, 1,
-                                   um_organizations_one);
+                            um_organizations_one);
 }
 
 
@@ -329,7 +329,7 @@ um_organizations_delete(um_ctx_t *ctx)
     v[0] = um_pstr(ctx, ctx->args[0].data, ctx->args[0].len);
 
     return um_query_audited(ctx, &um_sql_org_delete, v, 1, 0,
-                                   um_organizations_deleted);
+                            um_organizations_deleted);
 }
 
 
