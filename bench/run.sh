@@ -9,6 +9,9 @@
 # bench/results/latest.md. Everything it starts is stopped again on exit.
 #
 # Usage: bench/run.sh [--quick]        (or: ./build.sh bench)
+#        bench/run.sh --users [--quick]  runs bench/users.sh instead: a
+#        million users, GET /users/{id} against Parse Server, search, the
+#        audit export (minutes; see bench/README.md)
 # Knobs: BENCH_SECONDS (10), BENCH_CONNS (32), BENCH_WORKERS (1),
 #        BENCH_WARMUP (1 s per wrk run, 0 = none), BENCH_ROUNDS (3),
 #        BENCH_KEEP_TMP (0), BENCH_LOGIN_CONNS (8), BENCH_HASH_RUNS (20),
@@ -18,7 +21,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '3,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '3,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
@@ -35,6 +38,10 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 for arg in "$@"; do
     case $arg in
+    --users)   # the users-at-scale benchmarks are a script of their own
+               users_args=()
+               for a in "$@"; do [[ $a == --users ]] || users_args+=("$a"); done
+               exec "$(dirname "${BASH_SOURCE[0]}")/users.sh" ${users_args[@]+"${users_args[@]}"} ;;
     --quick)   BENCH_SECONDS=3 BENCH_HASH_RUNS=10 ;;
     -h|--help) usage; exit 0 ;;
     *)         echo "run.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
@@ -1395,6 +1402,9 @@ run_rounds "/health under login load"
 login_ip_failures "the /health under login load rows"
 
 # --- Parse Server: the peer (not in this run yet) --------------------------
+# bench/users.sh (run.sh --users) runs Parse Server for GET /users/{id}
+# against GET /parse/users/:id; its start-up (parse_install, parse_start)
+# is the model for this run's rows.
 # To be added: start Parse Server (npm parse-server) on the same PostgreSQL
 # (database parse, own free port), then measure the same requests on it and
 # register them as peers under the keys the module rows above already name
