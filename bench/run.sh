@@ -152,56 +152,13 @@ trap 'exit 143' TERM
 # ---------------------------------------------------------------------------
 # Helpers
 
-as_pg() {                           # initdb/postgres refuse to run as root
-    if (( EUID == 0 )); then
-        runuser -u postgres -- "$@"
-    else
-        "$@"
-    fi
-}
-
-# Ports come from below the kernel's ephemeral range: a port in that range
-# can be taken between the check and the bind by any outgoing connection
-# on the machine (a wrk of somebody else's run, a test client).
-taken_ports=" "
-read -r eph_low eph_high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null \
-    || { eph_low=32768 eph_high=60999; }
-if (( eph_low > 11024 )); then              # below it (Linux: 32768-60999)
-    port_low=$(( eph_low > 30000 ? 20000 : 10000 )) port_high=$(( eph_low - 1 ))
-elif (( eph_high < 64535 )); then           # above it
-    port_low=$(( eph_high + 1 )) port_high=65535
-else                                        # it is everything: take the risk
-    port_low=20000 port_high=59999
-fi
-free_port() {                       # a port nothing listens on, not handed out
-    local port i
-    for (( i = 0; i < 200; i++ )); do
-        port=$(( port_low + RANDOM % (port_high - port_low + 1) ))
-        [[ $taken_ports == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            taken_ports+="$port "
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
+. "$bench_dir/lib.sh"
 
 http_status() {             # http_status URL [BODY-FILE [CURL ARGS...]] -> "200"
     local url=$1 body=${2:-/dev/null}
     shift $(( $# < 2 ? $# : 2 ))
     curl -s -o "$body" -w '%{http_code}' --max-time 10 "$@" "$url" \
         || true                     # "000" when nothing answered
-}
-
-wait_for() {                        # wait_for SECONDS WHAT COMMAND...
-    local secs=$1 what=$2 i
-    shift 2
-    for (( i = 0; i < secs * 10; i++ )); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    die "$what did not come up within $secs s"
 }
 
 to_ms() {                           # wrk duration "296.00us" -> "0.296"
@@ -630,9 +587,6 @@ as_pg "$PG_BIN/pg_ctl" -D "$pg_data" -l "$tmp/pg/postgres.log" -w -t 60 \
     || { cat "$tmp/pg/postgres.log" >&2; die "PostgreSQL did not start"; }
 
 export PGHOST=127.0.0.1 PGPORT=$pg_port
-psql_admin() {
-    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -U postgres -d postgres "$@"
-}
 psql_admin -c "CREATE ROLE usermgmt LOGIN" \
            -c "CREATE DATABASE usermgmt OWNER usermgmt" \
            -c "CREATE DATABASE bench"
