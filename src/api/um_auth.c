@@ -72,7 +72,6 @@ static ngx_int_t um_policy(um_ctx_t *ctx, const char *field, const char *pw,
 static ngx_int_t um_hash_resume(um_ctx_t *ctx);
 
 static ngx_int_t um_register_hashed(um_ctx_t *ctx, const char *hash);
-static ngx_int_t um_register_done(um_ctx_t *ctx, PGresult *res);
 
 static ngx_int_t um_login_ip_checked(um_ctx_t *ctx);
 static um_redis_cmd_t *um_login_ip_count(um_ctx_t *ctx, ngx_uint_t incr,
@@ -207,16 +206,7 @@ um_register_hashed(um_ctx_t *ctx, const char *hash)
     v[7] = um_client_ip(ctx);
     v[8] = um_user_agent(ctx);
 
-    return um_query(ctx, &um_sql_register, v, 9, um_register_done);
-}
-
-
-static ngx_int_t
-um_register_done(um_ctx_t *ctx, PGresult *res)
-{
-    return um_send_data(ctx->r, NGX_HTTP_CREATED,
-                        (u_char *) PQgetvalue(res, 0, 0),
-                        PQgetlength(res, 0, 0));
+    return um_query(ctx, &um_sql_register, v, 9, um_created);
 }
 
 

@@ -29,7 +29,6 @@ static ngx_int_t um_organizations_lookup_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_organizations_deleted(um_ctx_t *ctx, PGresult *res);
 static void um_organizations_revoked(void *data, redisReply *reply,
     ngx_int_t status);
-static ngx_int_t um_organizations_created(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_organizations_one(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_organizations_page(um_ctx_t *ctx, PGresult *res);
 static const char *um_organizations_scope(um_ctx_t *ctx);
@@ -184,7 +183,7 @@ um_organizations_create(um_ctx_t *ctx)
     }
 
     return um_query_audited(ctx, &um_sql_org_create, v, 0, 1,
-                            um_organizations_created);
+                            um_created);
 }
 
 
@@ -442,13 +441,6 @@ um_organizations_lookup_done(um_ctx_t *ctx, PGresult *res)
     return um_send_data(ctx->r, NGX_HTTP_OK,
                         (u_char *) PQgetvalue(res, 0, 0),
                         PQgetlength(res, 0, 0));
-}
-
-
-static ngx_int_t
-um_organizations_created(um_ctx_t *ctx, PGresult *res)
-{
-    return um_send_row(ctx->r, res, NGX_HTTP_CREATED, NULL);
 }
 
 

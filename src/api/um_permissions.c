@@ -27,8 +27,6 @@ static ngx_uint_t um_permission_part(const u_char *p, size_t len,
     ngx_uint_t star);
 static ngx_int_t um_permissions_filters(um_ctx_t *ctx, const char **v);
 static ngx_int_t um_permissions_list_done(um_ctx_t *ctx, PGresult *res);
-static ngx_int_t um_permissions_created_done(um_ctx_t *ctx,
-    PGresult *res);
 static ngx_int_t um_permissions_one_done(um_ctx_t *ctx, PGresult *res);
 
 
@@ -124,7 +122,7 @@ um_permissions_create(um_ctx_t *ctx)
     }
 
     return um_query(ctx, &um_sql_permission_create, v, 5,
-                    um_permissions_created_done);
+                    um_created);
 }
 
 
@@ -449,23 +447,7 @@ um_permissions_filters(um_ctx_t *ctx, const char **v)
 static ngx_int_t
 um_permissions_list_done(um_ctx_t *ctx, PGresult *res)
 {
-    if (PQntuples(res) != 1) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_page_send(ctx, ctx->data, "permissions",
-                        (u_char *) PQgetvalue(res, 0, 1),
-                        PQgetlength(res, 0, 1),
-                        ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                                  PQgetlength(res, 0, 0)),
-                        NULL);
-}
-
-
-static ngx_int_t
-um_permissions_created_done(um_ctx_t *ctx, PGresult *res)
-{
-    return um_send_row(ctx->r, res, NGX_HTTP_CREATED, NULL);
+    return um_page_send_result(ctx, ctx->data, "permissions", res);
 }
 
 

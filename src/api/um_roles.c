@@ -26,7 +26,6 @@ static const char *um_roles_body(um_ctx_t *ctx);
 static ngx_int_t um_roles_name_check(um_ctx_t *ctx);
 static ngx_int_t um_roles_permissions(um_ctx_t *ctx, ngx_uint_t add);
 static ngx_int_t um_roles_list_done(um_ctx_t *ctx, PGresult *res);
-static ngx_int_t um_roles_created_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_roles_one_done(um_ctx_t *ctx, PGresult *res);
 
 
@@ -154,7 +153,7 @@ um_roles_create(um_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return um_query(ctx, &um_sql_role_create, v, 6, um_roles_created_done);
+    return um_query(ctx, &um_sql_role_create, v, 6, um_created);
 }
 
 
@@ -493,27 +492,7 @@ um_roles_name_check(um_ctx_t *ctx)
 static ngx_int_t
 um_roles_list_done(um_ctx_t *ctx, PGresult *res)
 {
-    um_page_t  *page;
-
-    page = ctx->data;
-
-    if (PQntuples(res) != 1) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_page_send(ctx, page, "roles",
-                        (u_char *) PQgetvalue(res, 0, 1),
-                        PQgetlength(res, 0, 1),
-                        ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                                  PQgetlength(res, 0, 0)),
-                        NULL);
-}
-
-
-static ngx_int_t
-um_roles_created_done(um_ctx_t *ctx, PGresult *res)
-{
-    return um_send_row(ctx->r, res, NGX_HTTP_CREATED, NULL);
+    return um_page_send_result(ctx, ctx->data, "roles", res);
 }
 
 

@@ -63,7 +63,6 @@ static ngx_int_t um_users_set_roles(um_ctx_t *ctx, ngx_uint_t assign);
 
 static ngx_int_t um_users_me_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_users_create_hashed(um_ctx_t *ctx, const char *hash);
-static ngx_int_t um_users_created(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_users_list_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_users_search_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_users_ended(um_ctx_t *ctx, PGresult *res);
@@ -312,16 +311,7 @@ um_users_create_hashed(um_ctx_t *ctx, const char *hash)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return um_query(ctx, &um_sql_create, v, 5, um_users_created);
-}
-
-
-static ngx_int_t
-um_users_created(um_ctx_t *ctx, PGresult *res)
-{
-    return um_send_data(ctx->r, NGX_HTTP_CREATED,
-                        (u_char *) PQgetvalue(res, 0, 0),
-                        PQgetlength(res, 0, 0));
+    return um_query(ctx, &um_sql_create, v, 5, um_created);
 }
 
 

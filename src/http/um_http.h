@@ -121,6 +121,7 @@ ngx_int_t um_query_audited(um_ctx_t *ctx, um_pg_stmt_t *stmt,
     const char **values, int nvalues, ngx_uint_t with_body,
     ngx_int_t (*done)(um_ctx_t *ctx, PGresult *res));
 ngx_int_t um_pg_error_answer(ngx_http_request_t *r, PGresult *res);
+ngx_int_t um_created(um_ctx_t *ctx, PGresult *res);
 const char *um_pstr(um_ctx_t *ctx, u_char *data, size_t len);
 const char *um_pint(um_ctx_t *ctx, int64_t n);
 const char *um_client_ip(um_ctx_t *ctx);

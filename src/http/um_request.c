@@ -302,6 +302,14 @@ um_query_audited(um_ctx_t *ctx, um_pg_stmt_t *stmt, const char **values,
 }
 
 
+/* the done callback of a creation whose function returns the new object */
+ngx_int_t
+um_created(um_ctx_t *ctx, PGresult *res)
+{
+    return um_send_row(ctx->r, res, NGX_HTTP_CREATED, NULL);
+}
+
+
 /*
  * What a failed statement means to the client.  Handlers that expect a
  * particular constraint to fire look at the result themselves first.
