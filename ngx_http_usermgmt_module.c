@@ -10,7 +10,10 @@
 
 #include "ngx_http_usermgmt.h"
 #include "http/um_http.h"
+#include "auth/um_sealed.h"
+#include "auth/um_totp.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 
@@ -33,6 +36,9 @@ static char *ngx_http_usermgmt_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_usermgmt_require(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_usermgmt_mfa_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_usermgmt_cleanup_mfa_key(void *data);
 static char *ngx_http_usermgmt_argon2(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_usermgmt_preconfiguration(ngx_conf_t *cf);
@@ -218,6 +224,27 @@ static ngx_command_t  ngx_http_usermgmt_commands[] = {
       offsetof(ngx_http_usermgmt_main_conf_t, ip_max_failures),
       NULL },
 
+    { ngx_string("usermgmt_mfa_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_usermgmt_mfa_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("usermgmt_mfa_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, mfa_issuer),
+      NULL },
+
+    { ngx_string("usermgmt_mfa_challenge_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_usermgmt_main_conf_t, mfa_ttl),
+      NULL },
+
     { ngx_string("usermgmt_thread_pool"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -295,6 +322,7 @@ ngx_http_usermgmt_create_main_conf(ngx_conf_t *cf)
     mcf->max_failures = NGX_CONF_UNSET_UINT;
     mcf->lockout = NGX_CONF_UNSET;
     mcf->ip_max_failures = NGX_CONF_UNSET_UINT;
+    mcf->mfa_ttl = NGX_CONF_UNSET;
 
     return mcf;
 }
@@ -336,6 +364,12 @@ ngx_http_usermgmt_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(mcf->lockout, 900);
     ngx_conf_init_uint_value(mcf->ip_max_failures, 50);
 
+    if (mcf->mfa_issuer.data == NULL) {
+        ngx_str_set(&mcf->mfa_issuer, UM_SERVICE);
+    }
+
+    ngx_conf_init_value(mcf->mfa_ttl, 300);
+
     if (mcf->argon2.m_kib == 0) {
         /* OWASP Password Storage Cheat Sheet */
         mcf->argon2.m_kib = 19456;
@@ -344,7 +378,7 @@ ngx_http_usermgmt_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (mcf->access_ttl < 1 || mcf->refresh_ttl < 1 || mcf->lockout < 1
-        || mcf->max_failures < 1)
+        || mcf->max_failures < 1 || mcf->mfa_ttl < 1)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "usermgmt token lifetimes, the lockout time and "
@@ -621,6 +655,12 @@ ngx_http_usermgmt_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    if (um_totp_init() != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "usermgmt: liboath could not be initialised");
+        return NGX_ERROR;
+    }
+
     if (um_metrics_attach_worker(mcf, &pg_stats, &redis_stats) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -853,6 +893,54 @@ ngx_http_usermgmt_content(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     clcf->handler = ngx_http_usermgmt_content_handler;
 
     return NGX_CONF_OK;
+}
+
+
+/* usermgmt_mfa_key FILE; 32 random bytes (raw or hex) sealing TOTP secrets */
+static char *
+ngx_http_usermgmt_mfa_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_usermgmt_main_conf_t  *mcf = conf;
+
+    ngx_str_t           *value, file;
+    const char          *err;
+    ngx_pool_cleanup_t  *cln;
+
+    if (mcf->mfa_key_set) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (um_sealed_key_load((char *) file.data, mcf->mfa_key, &err) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"%V\": \"%V\": %s",
+                           &cmd->name, &file, err);
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_usermgmt_cleanup_mfa_key;
+    cln->data = mcf->mfa_key;
+
+    mcf->mfa_key_set = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_usermgmt_cleanup_mfa_key(void *data)
+{
+    OPENSSL_cleanse(data, UM_SEALED_KEY_LEN);
 }
 
 

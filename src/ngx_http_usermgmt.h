@@ -91,6 +91,12 @@ typedef struct {
     ngx_uint_t              ip_max_failures;
     char                    dummy_hash[128];
 
+    /* two-factor authentication */
+    u_char                  mfa_key[32];    /* seals TOTP secrets */
+    ngx_flag_t              mfa_key_set;
+    ngx_str_t               mfa_issuer;     /* named in authenticator apps */
+    time_t                  mfa_ttl;        /* of a sign-in challenge */
+
     ngx_str_t               thread_pool_name;
     ngx_thread_pool_t      *thread_pool;
 

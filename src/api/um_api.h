@@ -26,6 +26,21 @@ ngx_int_t um_auth_hash_password(um_ctx_t *ctx, const char *field,
     ngx_int_t (*done)(um_ctx_t *ctx, const char *hash));
 ngx_int_t um_auth_end_sessions(um_ctx_t *ctx, json_t *sids,
     ngx_int_t (*answer)(um_ctx_t *ctx));
+ngx_int_t um_auth_sign(um_ctx_t *ctx, const char *typ, json_t *payload,
+    ngx_int_t (*done)(um_ctx_t *ctx, const char *jwt));
+const char *um_auth_refresh_new(um_ctx_t *ctx);
+ngx_int_t um_auth_signed_in(um_ctx_t *ctx, PGresult *res);
+ngx_int_t um_send_tokens(um_ctx_t *ctx, u_char *body, size_t len);
+
+/* um_mfa.c */
+ngx_int_t um_mfa_enable(um_ctx_t *ctx);
+ngx_int_t um_mfa_setup(um_ctx_t *ctx);
+ngx_int_t um_mfa_verify(um_ctx_t *ctx);
+ngx_int_t um_mfa_disable(um_ctx_t *ctx);
+ngx_int_t um_mfa_new_codes(um_ctx_t *ctx);
+ngx_int_t um_mfa_status(um_ctx_t *ctx);
+ngx_int_t um_mfa_login(um_ctx_t *ctx);
+ngx_int_t um_mfa_challenge(um_ctx_t *ctx, const char *user_id);
 
 /* um_users.c */
 ngx_int_t um_users_me(um_ctx_t *ctx);

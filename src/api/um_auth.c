@@ -38,8 +38,10 @@ typedef struct {
 
     /* signing (in the thread for RSA) */
     const um_jwt_key_t  *key;
+    const char          *typ;
     json_t              *payload;
     char                *jwt;               /* malloc'd by the signer */
+    ngx_int_t          (*signed_done)(um_ctx_t *ctx, const char *jwt);
 
     const char          *login;
     const char          *user_id;
@@ -88,7 +90,8 @@ static ngx_int_t um_password_found(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_password_checked(um_ctx_t *ctx);
 
 static ngx_int_t um_issue(um_ctx_t *ctx, json_t *claims, const char *sid);
-static ngx_int_t um_issued(um_ctx_t *ctx);
+static ngx_int_t um_signed(um_ctx_t *ctx);
+static ngx_int_t um_issued(um_ctx_t *ctx, const char *jwt);
 static ngx_int_t um_revoke(um_ctx_t *ctx, json_t *sids, ngx_uint_t token,
     ngx_int_t (*answer)(um_ctx_t *ctx));
 static void um_revoke_done(void *data, redisReply *reply, ngx_int_t status);
@@ -449,10 +452,7 @@ um_login_checked(um_ctx_t *ctx)
 static ngx_int_t
 um_login_done(um_ctx_t *ctx, PGresult *res)
 {
-    json_t     *result, *user;
     um_auth_t  *st;
-    ngx_int_t   rc;
-    char       *text;
 
     st = ctx->data;
 
@@ -461,9 +461,40 @@ um_login_done(um_ctx_t *ctx, PGresult *res)
         (void) um_login_ip_count(ctx, 0, NULL);
     }
 
+    return um_auth_signed_in(ctx, res);
+}
+
+
+/*
+ * The answer of a sign-in, from what its SQL function returned: the
+ * tokens and the user, or (for an account with two-factor authentication,
+ * after the password step) the challenge of the second step.
+ */
+ngx_int_t
+um_auth_signed_in(um_ctx_t *ctx, PGresult *res)
+{
+    json_t      *result, *user;
+    um_auth_t   *st;
+    ngx_int_t    rc;
+    const char  *id;
+    char        *text;
+
+    st = ctx->data;
+
     result = um_result_json(res);
     if (result == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (json_is_true(json_object_get(result, "mfa_required"))) {
+        id = json_string_value(json_object_get(result, "user_id"));
+        id = (id != NULL) ? um_pstr(ctx, (u_char *) id, ngx_strlen(id))
+                          : NULL;
+
+        json_decref(result);
+
+        return (id != NULL) ? um_mfa_challenge(ctx, id)
+                            : NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     user = json_object_get(result, "user");
@@ -491,6 +522,26 @@ um_login_done(um_ctx_t *ctx, PGresult *res)
     json_decref(result);
 
     return rc;
+}
+
+
+/*
+ * For the endpoints that complete a sign-in elsewhere: a new refresh
+ * token, whose hash (hex) the SQL function stores; its answer goes to
+ * um_auth_signed_in().  Takes ctx->data; NULL when out of memory.
+ */
+const char *
+um_auth_refresh_new(um_ctx_t *ctx)
+{
+    um_auth_t  *st;
+
+    st = um_auth_state(ctx);
+
+    if (st == NULL || um_token_new(st->refresh, st->refresh_hash) != 0) {
+        return NULL;
+    }
+
+    return st->refresh_hash;
 }
 
 
@@ -1018,7 +1069,7 @@ um_sign_work(void *data)
     um_ctx_t   *ctx = data;
     um_auth_t  *st = ctx->data;
 
-    st->jwt = um_jwt_sign(st->key, "at+jwt", st->payload);
+    st->jwt = um_jwt_sign(st->key, st->typ, st->payload);
 }
 
 
@@ -1051,10 +1102,9 @@ um_issue(um_ctx_t *ctx, json_t *claims, const char *sid)
 {
     char                            jti[37];
     time_t                          now;
-    um_auth_t                      *st;
+    json_t                         *payload;
     ngx_http_usermgmt_main_conf_t  *mcf;
 
-    st = ctx->data;
     mcf = ctx->mcf;
 
     if (!json_is_object(claims) || sid == NULL || um_uuid_v4(jti) != 0) {
@@ -1063,47 +1113,81 @@ um_issue(um_ctx_t *ctx, json_t *claims, const char *sid)
 
     now = ngx_time();
 
-    st->payload = json_deep_copy(claims);
+    payload = json_deep_copy(claims);
 
-    if (st->payload == NULL
-        || json_object_set_new(st->payload, "iss",
+    if (payload == NULL
+        || json_object_set_new(payload, "iss",
                                json_string((char *) mcf->issuer.data)) != 0
-        || json_object_set_new(st->payload, "aud",
+        || json_object_set_new(payload, "aud",
                                json_string((char *) mcf->audience.data)) != 0
-        || json_object_set_new(st->payload, "iat", json_integer(now)) != 0
-        || json_object_set_new(st->payload, "nbf", json_integer(now)) != 0
-        || json_object_set_new(st->payload, "exp",
+        || json_object_set_new(payload, "iat", json_integer(now)) != 0
+        || json_object_set_new(payload, "nbf", json_integer(now)) != 0
+        || json_object_set_new(payload, "exp",
                                json_integer(now + mcf->access_ttl)) != 0
-        || json_object_set_new(st->payload, "jti", json_string(jti)) != 0
-        || json_object_set_new(st->payload, "sid", json_string(sid)) != 0)
+        || json_object_set_new(payload, "jti", json_string(jti)) != 0
+        || json_object_set_new(payload, "sid", json_string(sid)) != 0)
     {
+        json_decref(payload);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    st->key = mcf->jwt_keys->elts;
+    return um_auth_sign(ctx, "at+jwt", payload, um_issued);
+}
+
+
+/*
+ * Signs payload (takes the reference) as a token of type typ with the
+ * first key, in the thread pool for RSA, then resumes with done(ctx, jwt),
+ * jwt NULL when signing failed.  Needs the state of um_auth_state().
+ */
+ngx_int_t
+um_auth_sign(um_ctx_t *ctx, const char *typ, json_t *payload,
+    ngx_int_t (*done)(um_ctx_t *ctx, const char *jwt))
+{
+    um_auth_t  *st;
+
+    st = ctx->data;
+
+    if (st->payload != NULL) {
+        json_decref(st->payload);
+    }
+
+    st->payload = payload;
+    st->typ = typ;
+    st->signed_done = done;
+    st->key = ctx->mcf->jwt_keys->elts;
 
     if (st->key->alg == UM_JWT_RS256) {
-        return um_offload(ctx, um_sign_work, um_issued);
+        return um_offload(ctx, um_sign_work, um_signed);
     }
 
     um_sign_work(ctx);
 
-    return um_issued(ctx);
+    return um_signed(ctx);
 }
 
 
 static ngx_int_t
-um_issued(um_ctx_t *ctx)
+um_signed(um_ctx_t *ctx)
+{
+    um_auth_t  *st;
+
+    st = ctx->data;
+
+    return st->signed_done(ctx, st->jwt);
+}
+
+
+static ngx_int_t
+um_issued(um_ctx_t *ctx, const char *jwt)
 {
     u_char      *body, *p;
     size_t       len;
-    ngx_str_t    no_store = ngx_string("no-store");
-    ngx_str_t    no_cache = ngx_string("no-cache");
     um_auth_t   *st;
 
     st = ctx->data;
 
-    if (st->jwt == NULL) {
+    if (jwt == NULL) {
         return um_send_error(ctx->r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                              UM_INTERNAL_ERROR, "token signing failed", NULL);
     }
@@ -1111,7 +1195,7 @@ um_issued(um_ctx_t *ctx)
     len = sizeof("{\"access_token\":\"\",\"refresh_token\":\"\","
                  "\"token_type\":\"bearer\",\"expires_in\":,"
                  "\"refresh_expires_in\":,\"user\":}")
-          + ngx_strlen(st->jwt) + UM_TOKEN_LEN + 2 * NGX_TIME_T_LEN
+          + ngx_strlen(jwt) + UM_TOKEN_LEN + 2 * NGX_TIME_T_LEN
           + st->user_len;
 
     body = ngx_pnalloc(ctx->r->pool, len);
@@ -1123,7 +1207,7 @@ um_issued(um_ctx_t *ctx)
     p = ngx_sprintf(body, "{\"access_token\":\"%s\",\"refresh_token\":\"%s\","
                     "\"token_type\":\"bearer\",\"expires_in\":%T,"
                     "\"refresh_expires_in\":%T",
-                    st->jwt, st->refresh, ctx->mcf->access_ttl,
+                    jwt, st->refresh, ctx->mcf->access_ttl,
                     st->refresh_expires ? st->refresh_expires
                                         : ctx->mcf->refresh_ttl);
 
@@ -1134,14 +1218,24 @@ um_issued(um_ctx_t *ctx)
 
     *p++ = '}';
 
-    /* RFC 6749 section 5.1 */
+    return um_send_tokens(ctx, body, p - body);
+}
+
+
+/* RFC 6749 section 5.1: answers with tokens are never cached */
+ngx_int_t
+um_send_tokens(um_ctx_t *ctx, u_char *body, size_t len)
+{
+    ngx_str_t  no_store = ngx_string("no-store");
+    ngx_str_t  no_cache = ngx_string("no-cache");
+
     if (um_header_add(ctx->r, "Cache-Control", &no_store) != NGX_OK
         || um_header_add(ctx->r, "Pragma", &no_cache) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return um_send_data(ctx->r, NGX_HTTP_OK, body, p - body);
+    return um_send_data(ctx->r, NGX_HTTP_OK, body, len);
 }
 
 

@@ -331,6 +331,20 @@ um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
         { NULL, NULL }
     };
 
+    /* the SQLSTATEs the functions raise, and the answer each means */
+    static const struct {
+        const char  *state;
+        ngx_uint_t   status;
+        const char  *code;
+    } raised[] = {
+        { "UMBAD", NGX_HTTP_BAD_REQUEST, UM_BAD_REQUEST },
+        { "UMUNA", NGX_HTTP_UNAUTHORIZED, UM_UNAUTHORIZED },
+        { "UMFBD", NGX_HTTP_FORBIDDEN, UM_FORBIDDEN },
+        { "UMNOF", NGX_HTTP_NOT_FOUND, UM_NOT_FOUND },
+        { "UMCON", NGX_HTTP_CONFLICT, UM_CONFLICT },
+        { NULL, 0, NULL }
+    };
+
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
@@ -342,24 +356,16 @@ um_pg_error_answer(ngx_http_request_t *r, PGresult *res)
     /* raised by the functions of sql/migrations for the client */
     if (ngx_strncmp(state, "UM", 2) == 0 && message != NULL) {
 
-        if (ngx_strcmp(state, "UMNOF") == 0) {
-            return um_send_error(r, NGX_HTTP_NOT_FOUND, UM_NOT_FOUND,
-                                 message, NULL);
-        }
-
-        if (ngx_strcmp(state, "UMFBD") == 0) {
-            return um_send_error(r, NGX_HTTP_FORBIDDEN, UM_FORBIDDEN,
-                                 message, NULL);
-        }
-
-        if (ngx_strcmp(state, "UMCON") == 0) {
-            return um_send_error(r, NGX_HTTP_CONFLICT, UM_CONFLICT,
-                                 message, NULL);
-        }
-
         if (ngx_strcmp(state, "UMVAL") == 0) {
             return um_send_invalid(r, detail ? detail : "body", "invalid",
                                    message);
+        }
+
+        for (i = 0; raised[i].state != NULL; i++) {
+            if (ngx_strcmp(state, raised[i].state) == 0) {
+                return um_send_error(r, raised[i].status, raised[i].code,
+                                     message, NULL);
+            }
         }
     }
 

@@ -35,6 +35,22 @@ const um_route_t  um_routes[] = {
     { POST, ngx_string("/api/v1/auth/change-password"),
       um_auth_change_password, NULL, BODY },
 
+    /* two-factor authentication (um_mfa.c) */
+    { POST, ngx_string("/api/v1/auth/mfa/verify"),
+      um_mfa_login, NULL, PUBLIC|BODY },
+    { POST, ngx_string("/api/v1/users/2fa/enable"),
+      um_mfa_enable, NULL, BODY|OPTIONAL_BODY },
+    { POST, ngx_string("/api/v1/user/auth/mfa/setup"),
+      um_mfa_setup, NULL, BODY|OPTIONAL_BODY },
+    { POST, ngx_string("/api/v1/users/2fa/verify"),
+      um_mfa_verify, NULL, BODY },
+    { POST, ngx_string("/api/v1/users/2fa/disable"),
+      um_mfa_disable, NULL, BODY },
+    { POST, ngx_string("/api/v1/users/2fa/backup-codes"),
+      um_mfa_new_codes, NULL, BODY },
+    { GET, ngx_string("/api/v1/users/2fa/status"),
+      um_mfa_status, NULL, 0 },
+
     /* the caller's own account */
     { GET, ngx_string("/api/v1/users/me"),
       um_users_me, NULL, 0 },
