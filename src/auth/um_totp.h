@@ -39,8 +39,10 @@ void um_totp_base32(const unsigned char secret[UM_TOTP_SECRET_LEN],
  * The otpauth:// URI an authenticator app reads (the Key Uri Format of
  * Google Authenticator): otpauth://totp/ISSUER:ACCOUNT?secret=...&
  * issuer=...&algorithm=SHA1&digits=6&period=30, issuer and account
- * percent-encoded.  Writes at most size bytes including the NUL; returns
- * the length, or -1 when it does not fit.
+ * percent-encoded (all but RFC 3986 unreserved characters).  With issuer
+ * NULL or empty, the label is the account alone and there is no issuer
+ * parameter.  Writes at most size bytes including the NUL; returns the
+ * length, or -1 when it does not fit.
  */
 int um_totp_uri(const char *issuer, const char *account,
     const char base32[UM_TOTP_BASE32_LEN + 1], char *out, size_t size);
