@@ -26,6 +26,7 @@ NGINX_PID="$VAR/run/nginx.pid"
 REDIS_PID="$VAR/run/redis.pid"
 REDIS_CONF="$VAR/redis.conf"
 JWT_KEY="$VAR/keys/jwt-hs256.key"
+MFA_KEY="$VAR/keys/mfa.key"
 ADMIN_FILE="$VAR/bootstrap-admin.txt"
 
 DEPS=(nginx-core nginx-dev libpq-dev libhiredis-dev libjansson-dev libssl-dev
@@ -307,6 +308,14 @@ SQL
         (umask 077; openssl rand -out "$JWT_KEY.$$" 64)
         mv -f "$JWT_KEY.$$" "$JWT_KEY"
         say "bootstrap: created var/keys/jwt-hs256.key"
+    fi
+
+    # The key that seals TOTP secrets (usermgmt_mfa_key): every node of a
+    # deployment needs the same one, and losing it disables everyone's 2FA.
+    if [[ ! -s $MFA_KEY ]]; then
+        (umask 077; openssl rand -hex -out "$MFA_KEY.$$" 32)
+        mv -f "$MFA_KEY.$$" "$MFA_KEY"
+        say "bootstrap: created var/keys/mfa.key"
     fi
 }
 

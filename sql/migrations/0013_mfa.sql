@@ -21,7 +21,9 @@ CREATE TABLE user_mfa (
     -- attempts since the last success, and when the last one began
     failures         integer NOT NULL DEFAULT 0,
     attempted_at     timestamptz,
-    -- sign-in challenges issued at or before this unix time are spent
+    -- the last sign-in challenge completed (its "jti" and "iat"): it and
+    -- every challenge issued before it are spent
+    challenge_jti    uuid,
     challenge_floor  bigint NOT NULL DEFAULT 0
 );
 
@@ -303,10 +305,12 @@ BEGIN
 END
 $$;
 
--- POST /auth/mfa/verify: the second step of a sign-in.  p_issued is the
--- "iat" of the challenge token: a challenge completes once, and completing
--- one spends every challenge issued before it.
-CREATE FUNCTION um_mfa_login(p_user uuid, p_issued bigint, p_step bigint,
+-- POST /auth/mfa/verify: the second step of a sign-in.  p_jti and
+-- p_issued are the "jti" and "iat" of the challenge token: a challenge
+-- completes once, and completing one spends every challenge issued
+-- before it.
+CREATE FUNCTION um_mfa_login(p_user uuid, p_jti uuid, p_issued bigint,
+                             p_step bigint,
                              p_backup text, p_reason text,
                              p_refresh_hash text, p_ttl_seconds integer,
                              p_ip text, p_ua text)
@@ -317,7 +321,9 @@ BEGIN
     SELECT * INTO u FROM users WHERE id = p_user;
 
     IF EXISTS (SELECT 1 FROM user_mfa
-                WHERE user_id = p_user AND challenge_floor >= p_issued)
+                WHERE user_id = p_user
+                  AND (challenge_floor > p_issued
+                       OR challenge_jti = p_jti))
     THEN
         p_step := NULL;
         p_backup := NULL;
@@ -333,8 +339,9 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    UPDATE user_mfa SET challenge_floor = p_issued
-     WHERE user_id = p_user AND challenge_floor < p_issued;
+    UPDATE user_mfa SET challenge_floor = p_issued, challenge_jti = p_jti
+     WHERE user_id = p_user AND challenge_floor <= p_issued
+       AND challenge_jti IS DISTINCT FROM p_jti;
 
     IF NOT FOUND THEN
         -- a parallel request completed the same challenge first; undo the

@@ -20,6 +20,7 @@
 
 #include "um_api.h"
 #include "http/um_fields.h"
+#include "http/um_validate.h"
 #include "auth/um_qr.h"
 #include "auth/um_sealed.h"
 #include "auth/um_token.h"
@@ -57,7 +58,8 @@ typedef struct {
     const char          *field;         /* the field the code came in */
     const char          *code;          /* normalised */
     ngx_uint_t           backup;        /* code is a backup code */
-    long long            issued;        /* "iat" of the sign-in challenge */
+    const char          *jti;           /* of the sign-in challenge */
+    long long            issued;        /* its "iat" */
 
     /* what the check found, for the SQL that ends the attempt */
     const char          *step;
@@ -112,7 +114,7 @@ static um_pg_stmt_t  um_sql_mfa_end = um_pg_stmt(
     "SELECT um_mfa_end($1, $2, $3, $4, $5, $6, $7, $8)");
 
 static um_pg_stmt_t  um_sql_mfa_login = um_pg_stmt(
-    "SELECT um_mfa_login($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+    "SELECT um_mfa_login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
 
 static um_pg_stmt_t  um_sql_mfa_status = um_pg_stmt(
     "SELECT json_build_object("
@@ -302,7 +304,7 @@ um_mfa_login(um_ctx_t *ctx)
 {
     json_t           *claims, *iat;
     um_mfa_t         *st;
-    const char       *token, *sub;
+    const char       *token, *sub, *jti;
     um_jwt_verify_t   opts;
 
     st = um_mfa_state(ctx);
@@ -334,15 +336,21 @@ um_mfa_login(um_ctx_t *ctx)
     }
 
     sub = json_string_value(json_object_get(claims, "sub"));
+    jti = json_string_value(json_object_get(claims, "jti"));
     iat = json_object_get(claims, "iat");
 
-    st->user_id = (sub != NULL && json_is_integer(iat))
-                  ? um_pstr(ctx, (u_char *) sub, ngx_strlen(sub)) : NULL;
-    st->issued = json_integer_value(iat);
+    if (sub != NULL && jti != NULL && json_is_integer(iat)
+        && um_is_uuid((u_char *) sub, ngx_strlen(sub))
+        && um_is_uuid((u_char *) jti, ngx_strlen(jti)))
+    {
+        st->user_id = um_pstr(ctx, (u_char *) sub, ngx_strlen(sub));
+        st->jti = um_pstr(ctx, (u_char *) jti, ngx_strlen(jti));
+        st->issued = json_integer_value(iat);
+    }
 
     json_decref(claims);
 
-    if (st->user_id == NULL) {
+    if (st->user_id == NULL || st->jti == NULL) {
         return um_send_error(ctx->r, NGX_HTTP_UNAUTHORIZED, UM_UNAUTHORIZED,
                              "invalid or expired mfa_token", NULL);
     }
@@ -568,22 +576,23 @@ um_mfa_check(um_ctx_t *ctx, um_mfa_t *st, PGresult *res)
         /* from here ctx->data is um_auth.c's: st stays in the pool */
         hash = um_auth_refresh_new(ctx);
 
-        v = ngx_pcalloc(ctx->r->pool, 9 * sizeof(char *));
+        v = ngx_pcalloc(ctx->r->pool, 10 * sizeof(char *));
         if (hash == NULL || v == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         v[0] = st->user_id;
-        v[1] = um_pint(ctx, st->issued);
-        v[2] = st->step;
-        v[3] = st->backup_hash;
-        v[4] = st->reason;
-        v[5] = hash;
-        v[6] = um_pint(ctx, ctx->mcf->refresh_ttl);
-        v[7] = um_client_ip(ctx);
-        v[8] = um_user_agent(ctx);
+        v[1] = st->jti;
+        v[2] = um_pint(ctx, st->issued);
+        v[3] = st->step;
+        v[4] = st->backup_hash;
+        v[5] = st->reason;
+        v[6] = hash;
+        v[7] = um_pint(ctx, ctx->mcf->refresh_ttl);
+        v[8] = um_client_ip(ctx);
+        v[9] = um_user_agent(ctx);
 
-        return um_query(ctx, &um_sql_mfa_login, v, 9, um_mfa_login_ended);
+        return um_query(ctx, &um_sql_mfa_login, v, 10, um_mfa_login_ended);
     }
 
     nv = 8;

@@ -505,6 +505,9 @@ sub config_text {
         my $jwt = !exists $o{jwt_keys}
             ? 'usermgmt_jwt_key hs256 %%JWTKEY%% kid=%%JWTKID%%;'
             : $o{jwt_keys} // '';
+        my $mfa = !exists $o{mfa_key}
+            ? 'usermgmt_mfa_key %%MFAKEY%%;'
+            : $o{mfa_key} // '';
         my $http_extra = $o{http_extra} // '';
         my $server_extra = $o{server_extra} // '';
         $http = <<"EOF";
@@ -514,6 +517,7 @@ sub config_text {
     usermgmt_postgres "hostaddr=127.0.0.1 port=%%PGPORT%% dbname=usermgmt user=usermgmt" $pg;
     usermgmt_redis 127.0.0.1:%%REDISPORT%% $redis;
     $jwt
+    $mfa
 
 $http_extra
     server {
@@ -560,8 +564,8 @@ EOF
     my %ph = (PGPORT => $self->{pg_port}, REDISPORT => $self->{redis_port},
               PORT => $self->{port}, PORT2 => $self->{port2},
               TMPDIR => $tmp, ROOT => $ROOT, JWTKEY => $self->jwt_key_file,
-              JWTKID => $self->jwt_kid);
-    $text =~ s/%%(PGPORT|REDISPORT|PORT2|PORT|TMPDIR|ROOT|JWTKEY|JWTKID)%%
+              JWTKID => $self->jwt_kid, MFAKEY => $self->mfa_key_file);
+    $text =~ s/%%(PGPORT|REDISPORT|PORT2|PORT|TMPDIR|ROOT|JWTKEY|JWTKID|MFAKEY)%%
               /$ph{$1}/gx;
     return $text;
 }
@@ -595,13 +599,17 @@ sub jwt_secret {
 sub _make_jwt_key {
     my ($self) = @_;
     my $file = $self->jwt_key_file;
-    return if -s $file;
     make_path(dirname($file));
     chmod 0700, dirname($file);
     my $old = umask 077;
-    _spew($file, pack('H*', _random_hex(64)));
+    _spew($file, pack('H*', _random_hex(64))) unless -s $file;
+    # the key sealing TOTP secrets: 32 bytes as hex
+    _spew($self->mfa_key_file, _random_hex(32) . "\n")
+        unless -s $self->mfa_key_file;
     umask $old;
 }
+
+sub mfa_key_file { "$_[0]{tmp}/keys/mfa.key" }
 
 sub _nginx_cmd {
     my ($self, @args) = @_;
