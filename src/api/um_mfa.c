@@ -117,7 +117,7 @@ static um_pg_stmt_t  um_sql_mfa_login = um_pg_stmt(
     "SELECT um_mfa_login($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
 
 static um_pg_stmt_t  um_sql_mfa_status = um_pg_stmt(
-    "SELECT json_build_object("
+    "SELECT jsonb_build_object("
     "    'two_factor_enabled', u.two_factor_enabled,"
     "    'method', CASE WHEN m.enabled_at IS NOT NULL THEN 'totp' END,"
     "    'enabled_at', um_ts(m.enabled_at),"
