@@ -79,8 +79,8 @@ um_qr_png_data_uri(const char *text, size_t *len)
     }
 
     memcpy(uri, UM_QR_PREFIX, UM_QR_PREFIX_LEN);
-    n = EVP_EncodeBlock((unsigned char *) uri + UM_QR_PREFIX_LEN, png.data,
-                        (int) png.len);
+    n = (size_t) EVP_EncodeBlock((unsigned char *) uri + UM_QR_PREFIX_LEN,
+                                 png.data, (int) png.len);
 
     *len = UM_QR_PREFIX_LEN + n;
 

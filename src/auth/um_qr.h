@@ -1,6 +1,7 @@
 /*
  * QR codes as PNG data URIs (libqrencode + libpng), for otpauth:// URIs.
- * CPU work of about a millisecond: call it from the thread pool.
+ * CPU work of 0.3 to 0.5 ms for an otpauth:// URI of 150 characters (a
+ * data URI of about 900 bytes): call it from the thread pool.  Thread-safe.
  *
  * Nothing here knows about nginx: plain C types, testable alone.
  */

@@ -5,6 +5,7 @@
  * any installation will ever enrol.
  */
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,7 @@ int
 um_sealed_key_load(const char *path, unsigned char key[UM_SEALED_KEY_LEN],
     const char **err)
 {
-    int            hi, lo, rc;
+    int            hi, lo, rc, e;
     FILE          *f;
     size_t         n, i;
     const char    *why;
@@ -56,8 +57,10 @@ um_sealed_key_load(const char *path, unsigned char key[UM_SEALED_KEY_LEN],
     n = fread(buf, 1, sizeof(buf), f);
 
     if (ferror(f)) {
+        e = errno;
         fclose(f);
         OPENSSL_cleanse(buf, sizeof(buf));
+        errno = e;
         *err = "cannot read the key file";
         return -1;
     }

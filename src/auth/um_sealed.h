@@ -23,7 +23,8 @@
 
 /*
  * Reads a key file: 32 raw bytes, or 64 hex digits (a trailing newline
- * allowed).  0, or -1 with a reason in err (static text).
+ * allowed).  0, or -1 with a reason in err (static text); when the file
+ * cannot be opened or read, errno says why.
  */
 int um_sealed_key_load(const char *path, unsigned char key[UM_SEALED_KEY_LEN],
     const char **err);

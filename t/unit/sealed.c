@@ -278,7 +278,9 @@ main(void)
        && errno == ENOENT,
        "missing file refused, errno ENOENT: %s", err ? err : "(no reason)");
 
-    ok(um_sealed_key_load(dir, key2, &err) == -1 && err != NULL,
+    errno = 0;
+    ok(um_sealed_key_load(dir, key2, &err) == -1 && err != NULL
+       && errno == EISDIR,
        "a directory refused: %s", err ? err : "(no reason)");
 
     /* as an operator makes them */

@@ -95,7 +95,8 @@ main(void)
 
     memset(secret, 0, sizeof(secret));
     um_totp_base32(secret, b32);
-    ok(strcmp(b32, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") == 0, "base32 of zeros");
+    ok(strcmp(b32, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA") == 0,
+       "base32 of zeros");
 
     memset(secret, 0xff, sizeof(secret));
     um_totp_base32(secret, b32);
