@@ -102,5 +102,15 @@ ngx_int_t um_audit_user_activity(um_ctx_t *ctx);
 ngx_int_t um_audit_organization_stats(um_ctx_t *ctx);
 ngx_int_t um_audit_export(um_ctx_t *ctx);
 
+/* um_account.c */
+ngx_int_t um_account_reset_request(um_ctx_t *ctx);
+ngx_int_t um_account_reset_confirm(um_ctx_t *ctx);
+ngx_int_t um_account_verify_email(um_ctx_t *ctx);
+ngx_int_t um_account_verify_email_resend(um_ctx_t *ctx);
+ngx_int_t um_account_verify_phone(um_ctx_t *ctx);
+ngx_int_t um_account_verify_phone_send(um_ctx_t *ctx);
+ngx_int_t um_account_kyc_request(um_ctx_t *ctx);
+ngx_int_t um_account_kyc_status(um_ctx_t *ctx);
+
 
 #endif /* _UM_API_H_INCLUDED_ */
