@@ -322,7 +322,9 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    PERFORM um_account_tokens_revoke(u.id, ARRAY['password_reset']);
+    -- the other reset links, and the email links the reset made moot
+    PERFORM um_account_tokens_revoke(u.id, ARRAY['password_reset',
+                                                 'email_verification']);
 
     ended := um_end_user_sessions(u.id, 'password_reset');
 
