@@ -700,7 +700,7 @@ LANGUAGE sql AS $$
      WHERE sent_at < now() - p_keep
         OR (sent_at IS NULL
             AND created_at < now() - p_keep
-                                   - um_account_token_ttl('email_verification'));
+                - um_account_token_ttl('email_verification'));
     DELETE FROM account_tokens
      WHERE coalesce(used_at, revoked_at, expires_at) < now() - p_keep
 $$;
