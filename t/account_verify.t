@@ -15,8 +15,15 @@ use Test::More;
 use UM::Test qw(error_is is_rfc3339_utc json_decode);
 use UM::Users;
 
-my $t = UM::Test->new(workers => 2, access_log => 1,
-                      main_extra => 'error_log %%TMPDIR%%/debug.log debug;');
+# resends limited as conf.d/usermgmt.conf limits them: by account, which
+# without an email in the body is the client address
+my $t = UM::Test->new(
+    workers => 2, access_log => 1,
+    main_extra => 'error_log %%TMPDIR%%/debug.log debug;',
+    http_extra => 'usermgmt_limit_zone sends key=account rate=4r/m '
+                  . 'fail=closed;',
+    server_extra => 'location = /api/v1/users/verify-email/resend { '
+                    . 'usermgmt_api; usermgmt_limit sends; }');
 my $users = UM::Users->new($t);
 
 my $ME = '/api/v1/users/me';
@@ -138,6 +145,11 @@ $r = call($u, $RESEND);
 error_is($r, 409, 'CONFLICT', 'resend once verified: 409');
 error_is($t->request('POST', $RESEND), 401, 'UNAUTHORIZED',
          'resend without a token: 401');
+$r = call($u, $RESEND, {});
+error_is($r, 409, 'CONFLICT', 'resend with an empty JSON body: the same');
+$r = call($u, $RESEND, { email => 'someone@example.com' });
+error_is($r, 422, 'VALIDATION_FAILED', 'resend with a field: 422');
+ok(has_field($r, 'email'), '... naming it');
 
 # expired
 my $v = $t->new_user;
@@ -276,6 +288,17 @@ is(outbox_count($phone2, 'phone_verification'), $count,
 error_is($t->request('POST', $VERIFY_PHONE,
                      { body => { phone_code => '123456' } }),
          401, 'UNAUTHORIZED', 'verify-phone without a token: 401');
+
+###########################################################################
+# resends are rate-limited by account (here: the client address)
+
+my $x = $t->new_user;
+my @res = map { call($x, $RESEND) } 1 .. 5;
+my ($limited) = grep { $_->{status} == 429 } @res;
+ok($limited, 'repeated resends meet the limit')
+    or diag(join ' ', map { $_->{status} } @res);
+error_is($limited // {}, 429, 'RATE_LIMIT_EXCEEDED', '... 429');
+ok(($limited // {})->{headers}{'retry-after'}, '... with Retry-After');
 
 ###########################################################################
 # no token or code in the logs

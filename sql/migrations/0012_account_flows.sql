@@ -322,7 +322,9 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    PERFORM um_account_tokens_revoke(u.id, ARRAY['password_reset']);
+    -- the other reset links, and the email links the reset made moot
+    PERFORM um_account_tokens_revoke(u.id, ARRAY['password_reset',
+                                                 'email_verification']);
 
     ended := um_end_user_sessions(u.id, 'password_reset');
 
@@ -698,7 +700,7 @@ LANGUAGE sql AS $$
      WHERE sent_at < now() - p_keep
         OR (sent_at IS NULL
             AND created_at < now() - p_keep
-                                   - um_account_token_ttl('email_verification'));
+                - um_account_token_ttl('email_verification'));
     DELETE FROM account_tokens
      WHERE coalesce(used_at, revoked_at, expires_at) < now() - p_keep
 $$;

@@ -100,6 +100,11 @@ static const um_field_t  um_kyc_fields[] = {
     { NULL, 0, 0, 0 }
 };
 
+/* the sends take no fields: an empty body or none */
+static const um_field_t  um_no_fields[] = {
+    { NULL, 0, 0, 0 }
+};
+
 static const char  *um_kyc_levels[] = { "basic", "enhanced", "premium", NULL };
 
 
@@ -306,6 +311,10 @@ um_account_verify_email_resend(um_ctx_t *ctx)
 {
     const char  **v;
 
+    if (um_fields_check(ctx, um_no_fields) != NGX_OK) {
+        return ctx->rc;
+    }
+
     v = um_account_self(ctx);
     if (v == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -386,6 +395,10 @@ ngx_int_t
 um_account_verify_phone_send(um_ctx_t *ctx)
 {
     const char  **v;
+
+    if (um_fields_check(ctx, um_no_fields) != NGX_OK) {
+        return ctx->rc;
+    }
 
     v = um_account_self(ctx);
     if (v == NULL) {

@@ -89,7 +89,11 @@ const um_route_t  um_routes[] = {
     { DELETE, ngx_string("/api/v1/users/{id}/roles"),
       um_users_roles_remove, "roles:assign", BODY },
 
-    /* account security flows (um_account.c); the sends need no body */
+    /*
+     * account security flows (um_account.c); the sends take no fields,
+     * but read the body anyway: limits keyed by account run only after
+     * a body, and they belong with those of the other sends
+     */
     { POST, ngx_string("/api/v1/users/password/reset/request"),
       um_account_reset_request, NULL, PUBLIC|BODY },
     { POST, ngx_string("/api/v1/users/password/reset/confirm"),
@@ -97,11 +101,11 @@ const um_route_t  um_routes[] = {
     { POST, ngx_string("/api/v1/users/verify-email"),
       um_account_verify_email, NULL, PUBLIC|BODY },
     { POST, ngx_string("/api/v1/users/verify-email/resend"),
-      um_account_verify_email_resend, NULL, 0 },
+      um_account_verify_email_resend, NULL, BODY|OPTIONAL_BODY },
     { POST, ngx_string("/api/v1/users/verify-phone"),
       um_account_verify_phone, NULL, BODY },
     { POST, ngx_string("/api/v1/users/verify-phone/send"),
-      um_account_verify_phone_send, NULL, 0 },
+      um_account_verify_phone_send, NULL, BODY|OPTIONAL_BODY },
     { POST, ngx_string("/api/v1/users/kyc/request"),
       um_account_kyc_request, NULL, BODY },
     { GET, ngx_string("/api/v1/users/kyc/status"),
