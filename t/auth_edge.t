@@ -10,7 +10,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 
 use Test::More;
-use UM::Test qw(error_is);
+use UM::Test qw(error_is wait_until);
 use UM::JWT qw(jwt_decode);
 
 # the upstream: a plain nginx server on the second port that shows the
@@ -100,6 +100,8 @@ is($r->{status}, 200, 'a protected proxy location with a token: 200')
     or diag($r->{content});
 is($r->{content}, "$u->{id}|$org|user|$u->{email}",
    'the upstream got X-User-Id, X-Tenant-Id, X-Roles and X-Claim-Email');
+# the upstream logs its request after it answered: give it a moment
+wait_until(sub { upstream_saw('/hello') >= 1 }, 2);
 is(upstream_saw('/hello'), 1, 'the upstream was reached once');
 
 $r = with_token('/internal/no-token', undef);
