@@ -142,7 +142,7 @@ DECLARE
     keytype   text;
     cond      text := 'true';
     found_c   text;
-    found_order  text := '';
+    order_c   text := '';
     after_c   text := 'false';
     c         jsonb;
     c_key     text;
@@ -220,8 +220,7 @@ BEGIN
     -- (its index finds them): the first ones hold the page.
     IF found_c IS NULL THEN
         found_c := cond;
-        found_order := format('ORDER BY %1$s %2$s, u.id %2$s', key_expr,
-                              dir);
+        order_c := format('ORDER BY %1$s %2$s, u.id %2$s', key_expr, dir);
     END IF;
 
     IF p_cursor IS NOT NULL THEN
@@ -285,7 +284,7 @@ BEGIN
                    '        WHERE %3$s AND %4$s %5$s LIMIT $11) m',
                    dir, key_expr, found_c,
                    CASE WHEN p_cursor IS NULL THEN 'true' ELSE after_c END,
-                   found_order)
+                   order_c)
        INTO n, ids, last_key
       USING tenant, pattern,
             active, p_filters->>'kyc_status', p_filters->>'department',
@@ -296,7 +295,7 @@ BEGIN
     total_is_estimate := coalesce(total_is_estimate, false) OR n > cap;
     total := before + least(n, cap);
 
-    IF n <= cap OR found_order <> '' THEN
+    IF n <= cap OR order_c <> '' THEN
         SELECT coalesce(jsonb_agg(um_user_json(u, true) ORDER BY x.n), '[]')
           INTO users
           FROM unnest(ids) WITH ORDINALITY x (id, n)
