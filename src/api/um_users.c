@@ -326,7 +326,8 @@ um_users_create_hashed(um_ctx_t *ctx, const char *hash)
  * include_deleted for those who may delete users.  An empty argument is
  * no filter.  The answer echoes the filters and offers next_cursor: sent
  * back as "cursor", the next page is found through the sort index instead
- * of skipping rows, and stays stable while users are added.
+ * of skipping rows, and stays stable while users are added.  The total is
+ * exact up to a cap, and says so when it stopped there.
  */
 ngx_int_t
 um_users_list(um_ctx_t *ctx)
@@ -515,8 +516,9 @@ um_users_list_done(um_ctx_t *ctx, PGresult *res)
 /*
  * GET /api/v1/users/search?q=
  *
- * Full text over the names and the email: case-insensitive, stemmed,
- * "quoted phrases", -excluded words, "or".  q holds 2 to 100 characters.
+ * Full text over the names, the email and the username: case-insensitive,
+ * stemmed, "quoted phrases", -excluded words, "or".  q holds 2 to 100
+ * characters.  The total is exact up to a cap, like the list's.
  */
 ngx_int_t
 um_users_search(um_ctx_t *ctx)
