@@ -443,6 +443,27 @@ $d = data(list('?page_size=100&page=10'));
 is(scalar @{ $d->{users} }, 100, 'page 10 of 100: 100 users');
 is($d->{has_next}, JSON::PP::true, '... has_next true: more follow the cap');
 
+# a substring that nearly everyone has: the page still comes in the
+# order of the sort, and the next one by cursor
+my $AT = q{email LIKE '%@list.example.com'};
+$r = list('?search=%40list.example.com&page_size=50');
+total_is(data($r), count_where($AT), 'search=@list.example.com');
+is_deeply(ids($r), ids_where($AT, 'created_at DESC, id DESC', 50),
+          '... the 50 newest, in the order of psql');
+is(data($r)->{has_next}, JSON::PP::true, '... has_next true');
+$r = list('?search=%40list.example.com&page_size=50&cursor='
+          . data($r)->{next_cursor});
+is_deeply(ids($r), [ (ids_where($AT, 'created_at DESC, id DESC', 100))
+                     ->@[50 .. 99] ], '... and the next 50 by cursor');
+is_deeply(ids(list('?search=grace&page_size=30')),
+          ids_where(q{first_name = 'Grace' OR email LIKE '%grace%'},
+                    'created_at DESC, id DESC', 30),
+          'search=grace: the 30 newest Graces, in the order of psql');
+is_deeply(ids(list('?search=grace&page_size=30&sort_by=email&sort_order=asc')),
+          ids_where(q{first_name = 'Grace' OR email LIKE '%grace%'},
+                    'lower(email::text), id', 30),
+          '... and sorted by email');
+
 # search: the email domain of every user of the organization
 my $domain = count_where(q{email LIKE '%@list.example.com'});
 ok($domain > $CAP, "$domain users at list.example.com: more than the cap");

@@ -36,6 +36,10 @@ $$;
 -- queries alike "@", ".", "+" and "_" separate words, so "example.com"
 -- finds "john@example.com" and a whole address finds its user.  Each part
 -- is a tsvector of its own, so a phrase never runs from one into the next.
+--
+-- What GET /users?search= looks in, in lower case: LIKE on it is what
+-- ILIKE was on the text (ILIKE lowers both sides the same way), without
+-- putting the text together and lowering it for every row it looks at.
 ALTER TABLE users ADD COLUMN search_tsv tsvector
     GENERATED ALWAYS AS (
         setweight(to_tsvector('english'::regconfig,
@@ -47,6 +51,11 @@ ALTER TABLE users ADD COLUMN search_tsv tsvector
         || setweight(to_tsvector('english'::regconfig,
                                  translate(coalesce(username::text, ''),
                                            '@.+_', '    ')), 'B'))
+    STORED,
+    ADD COLUMN search_text text
+    GENERATED ALWAYS AS (lower(um_user_search_text(first_name, last_name,
+                                                   email::text,
+                                                   username::text)))
     STORED;
 
 DROP INDEX users_fts_idx;
@@ -102,15 +111,10 @@ CREATE INDEX users_search_tsv_idx
 -- tenant.
 DROP INDEX users_search_trgm_idx;
 CREATE INDEX users_tenant_trigram_idx
-    ON users USING gin (um_tenant_trigrams(organization_id,
-                            um_user_search_text(first_name, last_name,
-                                                email::text,
-                                                username::text)))
+    ON users USING gin (um_tenant_trigrams(organization_id, search_text))
     WHERE deleted_at IS NULL;
 CREATE INDEX users_search_trgm_idx
-    ON users USING gin (um_user_search_text(first_name, last_name,
-                                            email::text, username::text)
-                        gin_trgm_ops);
+    ON users USING gin (search_text gin_trgm_ops);
 
 
 -- GET /users.  As in 0005_users.sql, but the total is counted up to
@@ -118,6 +122,10 @@ CREATE INDEX users_search_trgm_idx
 -- has_next says whether a row follows the page.  With a cursor, the rows
 -- before it are counted up to the cap as well: beyond it, cursor_offset
 -- (and so the page number) and total are lower bounds.
+--
+-- The static statements keep one generic plan (force_generic_plan): each
+-- is written so that one plan is right for every value, and planning
+-- them for each call cost as much as running them.
 DROP FUNCTION um_list_users(jsonb, jsonb, integer, bigint, text);
 
 CREATE FUNCTION um_list_users(p_caller jsonb, p_filters jsonb,
@@ -128,7 +136,7 @@ CREATE FUNCTION um_list_users(p_caller jsonb, p_filters jsonb,
                               OUT has_next boolean,
                               OUT cursor_offset bigint, OUT next_cursor text,
                               OUT filters jsonb)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     sort_by   text := coalesce(p_filters->>'sort_by', 'created_at');
     dir       text := lower(coalesce(p_filters->>'sort_order', 'desc'));
@@ -136,7 +144,7 @@ DECLARE
     deleted   boolean := coalesce((p_filters->>'include_deleted')::boolean,
                                   false);
     tenant    uuid := (p_caller->>'tenant')::uuid;
-    pattern   text := um_like_pattern(p_filters->>'search');
+    pattern   text := lower(um_like_pattern(p_filters->>'search'));
     cap       bigint;
     key_expr  text;
     keytype   text;
@@ -199,11 +207,9 @@ BEGIN
     IF tenant IS NOT NULL AND NOT deleted AND cardinality(trigrams) > 0
     THEN
         found_c := cond || ' AND (u.organization_id = $1) IS TRUE'
-                   || ' AND (um_user_search_text(u.first_name, u.last_name,'
-                   || ' u.email::text, u.username::text) ILIKE $2) IS TRUE'
+                   || ' AND (u.search_text LIKE $2) IS TRUE'
                    || ' AND um_tenant_trigrams(u.organization_id,'
-                   || ' um_user_search_text(u.first_name, u.last_name,'
-                   || ' u.email::text, u.username::text)) @> $12';
+                   || ' u.search_text) @> $12';
     END IF;
 
     IF tenant IS NOT NULL THEN
@@ -211,9 +217,7 @@ BEGIN
     END IF;
 
     IF p_filters->>'search' IS NOT NULL THEN
-        cond := cond || ' AND um_user_search_text(u.first_name,'
-                     || ' u.last_name, u.email::text,'
-                     || ' u.username::text) ILIKE $2';
+        cond := cond || ' AND u.search_text LIKE $2';
     END IF;
 
     -- Without trigrams the matches are taken in the order of the sort
@@ -273,54 +277,110 @@ BEGIN
     -- (at least one past the page: whether a next page exists is known).
     -- The page is cut from them, in the order of the sort, when they were
     -- taken in that order or are all the matches: no second search.
+    -- Otherwise many match, and the sort's index finds the page's rows
+    -- early.
     cap := greatest(um_search_cap(), p_offset + p_limit);
 
-    EXECUTE format('SELECT count(*),'
-                   ' (array_agg(m.id ORDER BY m.k %1$s, m.id %1$s))'
-                   '     [$10 + 1 : $10 + $9],'
-                   ' (array_agg(m.k::text ORDER BY m.k %1$s, m.id %1$s))'
-                   '     [least(count(*), $10 + $9)]'
-                   ' FROM (SELECT u.id, %2$s AS k FROM users u'
-                   '        WHERE %3$s AND %4$s %5$s LIMIT $11) m',
-                   dir, key_expr, found_c,
-                   CASE WHEN p_cursor IS NULL THEN 'true' ELSE after_c END,
-                   order_c)
-       INTO n, ids, last_key
-      USING tenant, pattern,
-            active, p_filters->>'kyc_status', p_filters->>'department',
-            p_filters->>'role', c_key, c_id, p_limit, p_offset, cap + 1,
-            trigrams;
+    IF p_cursor IS NULL AND tenant IS NOT NULL AND NOT deleted
+       AND sort_by = 'created_at' AND dir = 'desc' AND active IS NULL
+       AND p_filters->>'kyc_status' IS NULL
+       AND p_filters->>'department' IS NULL AND p_filters->>'role' IS NULL
+       AND (p_filters->>'search' IS NULL OR cardinality(trigrams) > 0)
+    THEN
+        -- A tenant's list, newest first, with or without a search: the
+        -- common request, in static statements whose plans are kept
+        -- (planning the statements below costs about as much as running
+        -- them).  The same plans serve every search text: only the
+        -- tenant's trigrams, or the sort's index, can find the rows.
+        IF p_filters->>'search' IS NULL THEN
+            SELECT count(*),
+                   (array_agg(m.id ORDER BY m.created_at DESC, m.id DESC))
+                       [p_offset + 1 : p_offset + p_limit],
+                   (array_agg(m.created_at::text
+                              ORDER BY m.created_at DESC, m.id DESC))
+                       [least(count(*), p_offset + p_limit)]
+              INTO n, ids, last_key
+              FROM (SELECT u.id, u.created_at FROM users u
+                     WHERE u.organization_id = tenant
+                       AND u.deleted_at IS NULL
+                     ORDER BY u.created_at DESC, u.id DESC
+                     LIMIT cap + 1) m;
+        ELSE
+            SELECT count(*),
+                   (array_agg(m.id ORDER BY m.created_at DESC, m.id DESC))
+                       [p_offset + 1 : p_offset + p_limit],
+                   (array_agg(m.created_at::text
+                              ORDER BY m.created_at DESC, m.id DESC))
+                       [least(count(*), p_offset + p_limit)]
+              INTO n, ids, last_key
+              FROM (SELECT u.id, u.created_at FROM users u
+                     WHERE um_tenant_trigrams(u.organization_id,
+                                              u.search_text) @> trigrams
+                       AND u.deleted_at IS NULL
+                       AND (u.organization_id = tenant) IS TRUE
+                       AND (u.search_text LIKE pattern) IS TRUE
+                     LIMIT cap + 1) m;
+
+            IF n > cap THEN
+                SELECT array_agg(p.id ORDER BY p.created_at DESC, p.id DESC),
+                       (array_agg(p.created_at::text
+                                  ORDER BY p.created_at, p.id))[1]
+                  INTO ids, last_key
+                  FROM (SELECT u.id, u.created_at FROM users u
+                         WHERE u.organization_id = tenant
+                           AND u.deleted_at IS NULL
+                           AND (u.search_text LIKE pattern) IS TRUE
+                         ORDER BY u.created_at DESC, u.id DESC
+                         LIMIT p_limit OFFSET p_offset) p;
+            END IF;
+        END IF;
+    ELSE
+        EXECUTE format('SELECT count(*),'
+                       ' (array_agg(m.id ORDER BY m.k %1$s, m.id %1$s))'
+                       '     [$10 + 1 : $10 + $9],'
+                       ' (array_agg(m.k::text ORDER BY m.k %1$s, m.id %1$s))'
+                       '     [least(count(*), $10 + $9)]'
+                       ' FROM (SELECT u.id, %2$s AS k FROM users u'
+                       '        WHERE %3$s AND %4$s %5$s LIMIT $11) m',
+                       dir, key_expr, found_c,
+                       CASE WHEN p_cursor IS NULL THEN 'true'
+                            ELSE after_c END,
+                       order_c)
+           INTO n, ids, last_key
+          USING tenant, pattern,
+                active, p_filters->>'kyc_status', p_filters->>'department',
+                p_filters->>'role', c_key, c_id, p_limit, p_offset, cap + 1,
+                trigrams;
+
+        IF n > cap AND order_c = '' THEN
+            EXECUTE format('SELECT array_agg(p.id ORDER BY p.n),'
+                           ' (array_agg(p.k ORDER BY p.n DESC))[1]'
+                           ' FROM (SELECT q.*, row_number() OVER () AS n'
+                           '  FROM (SELECT u.id, (%1$s)::text AS k'
+                           '   FROM users u WHERE %2$s AND %3$s'
+                           '   ORDER BY %1$s %4$s, u.id %4$s'
+                           '   LIMIT $9 OFFSET $10) q) p',
+                           key_expr, cond,
+                           CASE WHEN p_cursor IS NULL THEN 'true'
+                                ELSE after_c END, dir)
+               INTO ids, last_key
+              USING tenant, pattern,
+                    active, p_filters->>'kyc_status',
+                    p_filters->>'department', p_filters->>'role', c_key,
+                    c_id, p_limit, p_offset, NULL, trigrams;
+        END IF;
+    END IF;
 
     has_next := n > p_offset + p_limit;
     total_is_estimate := coalesce(total_is_estimate, false) OR n > cap;
     total := before + least(n, cap);
 
-    IF n <= cap OR order_c <> '' THEN
-        SELECT coalesce(jsonb_agg(um_user_json(u, true) ORDER BY x.n), '[]')
-          INTO users
-          FROM unnest(ids) WITH ORDINALITY x (id, n)
-          JOIN users u ON u.id = x.id;
+    SELECT coalesce(jsonb_agg(um_user_json(u, true) ORDER BY x.n), '[]')
+      INTO users
+      FROM unnest(ids) WITH ORDINALITY x (id, n)
+      JOIN users u ON u.id = x.id;
 
-        last_id := ids[cardinality(ids)];
-    ELSE
-        -- many match: the sort's index finds the page's rows early
-        EXECUTE format('SELECT coalesce(jsonb_agg(um_user_json(p.u, true)'
-                       '                          ORDER BY p.n), ''[]''),'
-                       ' (array_agg(p.k ORDER BY p.n DESC))[1],'
-                       ' (array_agg((p.u).id ORDER BY p.n DESC))[1]'
-                       ' FROM (SELECT q.*, row_number() OVER () AS n'
-                       '  FROM (SELECT u, (%1$s)::text AS k FROM users u'
-                       '   WHERE %2$s AND %3$s'
-                       '   ORDER BY %1$s %4$s, u.id %4$s'
-                       '   LIMIT $9 OFFSET $10) q) p',
-                       key_expr, cond, CASE WHEN p_cursor IS NULL THEN 'true'
-                                            ELSE after_c END, dir)
-           INTO users, last_key, last_id
-          USING tenant, pattern,
-                active, p_filters->>'kyc_status', p_filters->>'department',
-                p_filters->>'role', c_key, c_id, p_limit, p_offset, NULL,
-                trigrams;
-    END IF;
+    last_id := ids[cardinality(ids)];
 
     IF has_next THEN
         next_cursor := rtrim(translate(encode(convert_to(
@@ -347,9 +407,10 @@ $$;
 -- best matches first.  The first um_search_cap() + 1 matches the index
 -- yields are ranked (all of them, unless the query is that broad; or as
 -- many as the page asked for needs), and only the page's users are read
--- whole.  Static statements: their plans are kept, where EXECUTE planned
--- each call anew (a millisecond).  A query of stop words alone finds
--- nothing; the notice PostgreSQL raises for it is kept from the client.
+-- whole.  Static statements with generic plans (right for any query: the
+-- tenant's words are the only way in), where EXECUTE planned each call
+-- anew.  A query of stop words alone finds nothing; the notice PostgreSQL
+-- raises for it is kept from the client.
 DROP FUNCTION um_search_users(jsonb, text, integer, bigint);
 
 CREATE FUNCTION um_search_users(p_caller jsonb, p_q text, p_limit integer,
@@ -357,7 +418,8 @@ CREATE FUNCTION um_search_users(p_caller jsonb, p_q text, p_limit integer,
                                 OUT users jsonb, OUT total bigint,
                                 OUT total_is_estimate boolean,
                                 OUT has_next boolean)
-LANGUAGE plpgsql STABLE SET client_min_messages = warning AS $$
+LANGUAGE plpgsql STABLE SET client_min_messages = warning
+SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     tenant  uuid := (p_caller->>'tenant')::uuid;
     q       tsquery := um_user_tsquery(p_q);
