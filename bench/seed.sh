@@ -196,7 +196,9 @@ WITH names AS (
         'Chen', 'Aisha', 'Mohammed', 'Ingrid', 'Pavel', 'Svetlana',
         'Rahul', 'Ananya', 'Kofi', 'Amara', 'Diego', 'Sofia', 'Mateo',
         'Valentina', 'Luca', 'Giulia', 'Hamid', 'Leila', 'Tariq',
-        'Nadia', 'Jin', 'Hana', 'Sven', 'Astrid', 'Omar', 'Yasmin'] AS first, ARRAY[
+        'Nadia', 'Jin', 'Hana', 'Sven', 'Astrid', 'Omar', 'Yasmin']
+        AS first,
+    ARRAY[
         'Smith', 'Johnson', 'Williams', 'Brown', 'Jones', 'Garcia',
         'Miller', 'Davis', 'Rodriguez', 'Martinez', 'Hernandez', 'Lopez',
         'Gonzalez', 'Wilson', 'Anderson', 'Thomas', 'Taylor', 'Moore',
