@@ -3,7 +3,8 @@
 # (made with one INSERT ... SELECT generate_series): totals and pages, the
 # page-size limits, search, filters, sorting, keyset cursors that stay
 # stable while users are added, deleted users, tenancy; and full-text
-# search with stemming, phrases and ranking.  psql is the oracle.
+# search with stemming, phrases and ranking; totals exact up to the cap of
+# 1,000 and flagged past it.  psql is the oracle.
 
 use strict;
 use warnings;
@@ -99,6 +100,29 @@ sub list {
 }
 
 sub data { my $d = eval { $_[0]{json}{data} }; ref $d eq 'HASH' ? $d : {} }
+
+# Totals are counted up to 1,000 (um_search_cap() of 0011_user_search.sql):
+# past it, total is 1000 and total_is_estimate true (at least that many).
+my $CAP = 1000;
+
+sub total_is {
+    my ($d, $want, $name) = @_;
+    my $over = $want > $CAP;
+    is($d->{total}, $over ? $CAP : $want,
+       $name . ($over ? " (past the cap: $CAP)" : ''));
+    is($d->{total_is_estimate}, $over ? JSON::PP::true : JSON::PP::false,
+       '... total_is_estimate ' . ($over ? 'true' : 'false'));
+}
+
+# A page past the cap counts up to its own end: page 11 of 100 has the
+# exact total of up to 1,100 users.
+sub deep_total_is {
+    my ($query, $want, $name, $who, %h) = @_;
+    my $d = data(list("?page_size=100&page=11$query", $who, %h));
+    is($d->{total}, $want, "$name: page 11 of 100 counts exactly");
+    is($d->{total_is_estimate}, JSON::PP::false,
+       '... total_is_estimate false');
+}
 sub ids { [ map { $_->{id} } @{ data($_[0])->{users} // [] } ] }
 
 my $total = count_where('true');
@@ -110,12 +134,12 @@ is($total, 1009, 'the organization has 1,009 live users (psql)');
 my $r = list('');
 is($r->{status}, 200, 'GET /users: 200') or diag($r->{content});
 my $d = data($r);
-is($d->{total}, $total, 'total');
+total_is($d, $total, 'total');
 is(scalar @{ $d->{users} // [] }, 20, '20 users by default');
 is($d->{page}, 1, 'page 1');
 is($d->{page_size}, 20, 'page_size 20');
 is($d->{per_page}, 20, 'per_page 20');
-is($d->{pages}, 51, 'pages 51');
+is($d->{pages}, 50, 'pages 50: those of the capped total');
 is($d->{has_next}, JSON::PP::true, 'has_next');
 is($d->{has_prev}, JSON::PP::false, 'has_prev false');
 ok($d->{next_cursor}, 'a next_cursor');
@@ -166,12 +190,12 @@ for my $case (['GRACE', q{first_name ILIKE '%grace%' OR email ILIKE '%grace%'}],
     (my $enc = $q) =~ s/([^A-Za-z0-9._~-])/sprintf('%%%02X', ord $1)/ge;
     $r = list("?search=$enc&page_size=100");
     is($r->{status}, 200, "search=$q: 200") or diag($r->{content});
-    is(data($r)->{total}, $want, "search=$q: $want users (psql)");
+    total_is(data($r), $want, "search=$q: $want users (psql)");
     is(eval { data($r)->{filters}{search} }, $q, '... echoed');
 }
 ok(count_where(q{username LIKE '%\_%'}) == 0 && data(list('?search=_'))->{total} == 1,
    'an underscore is a literal, not a wildcard');
-is(data(list('?search='))->{total}, $total, 'an empty search is no filter');
+total_is(data(list('?search=')), $total, 'an empty search is no filter');
 
 ###########################################################################
 # filters
@@ -194,7 +218,7 @@ for my $case (['is_active=false', 'NOT is_active'],
     my $want = count_where($cond);
     $r = list("?$q&page_size=5");
     is($r->{status}, 200, "?$q: 200") or diag($r->{content});
-    is(data($r)->{total}, $want, "?$q: $want users (psql)");
+    total_is(data($r), $want, "?$q: $want users (psql)");
 }
 $d = data(list('?department=ops&is_active=false'));
 is(eval { $d->{filters}{department} }, 'ops', 'filters.department echoed');
@@ -279,7 +303,12 @@ is($pages, 11, 'the cursor walk took 11 pages');
 is_deeply(\@seen, \@before,
           'and saw every user of before, once each, in order');
 is(data($r)->{has_next}, JSON::PP::false, 'the last page: has_next false');
-is(data($r)->{total}, $total + 5, '... total counts the new users');
+# 1,005 users before the last page's cursor: past the cap
+$d = data($r);
+ok($d->{total_is_estimate} && $d->{total} >= $CAP + 9
+   && $d->{total} <= $total + 5,
+   '... total: at least the capped users before the cursor and the page')
+    or diag(explain $d);
 
 # a walk with filters
 my @want = $t->psql("SELECT id FROM users WHERE $LIVE AND NOT is_active"
@@ -317,15 +346,17 @@ for my $id (@doomed) {
        'a user is deleted');
 }
 my $now = count_where('true');
-is(data(list(''))->{total}, $now, 'deleted users are not listed');
+total_is(data(list('')), $now, 'deleted users are not listed');
+deep_total_is('', $now, 'deleted users are not listed');
 $r = list('?include_deleted=true&page_size=100&sort_by=updated_at');
-is(data($r)->{total}, $now + 3, 'include_deleted=true: they are');
+total_is(data($r), $now + 3, 'include_deleted=true: they are');
+deep_total_is('&include_deleted=true', $now + 3, '... they are');
 my %dl = map { $_->{id} => $_->{deleted_at} } @{ data($r)->{users} };
 ok((!grep { !$dl{$_} } @doomed), '... with deleted_at');
 error_is(list('?include_deleted=true', $mgr), 403, 'FORBIDDEN',
          'include_deleted=true without users:delete: 403');
-is(data(list('?include_deleted=false', $mgr))->{total}, $now,
-   'include_deleted=false: the live users');
+deep_total_is('&include_deleted=false', $now,
+              'include_deleted=false: the live users', $mgr);
 
 ###########################################################################
 # tenancy
@@ -334,10 +365,10 @@ $r = list('?page_size=100&search=grace');
 ok(!(grep { $_->{organization_id} ne $org } @{ data($r)->{users} }),
    "an org admin sees only their organization's users");
 my ($everyone) = $t->psql('SELECT count(*) FROM users WHERE deleted_at IS NULL');
-is(data(list('', $admin))->{total}, $everyone,
-   'the super admin sees every organization');
-is(data(list('', $admin, 'X-Tenant-ID' => $org))->{total}, $now,
-   '... or the one X-Tenant-ID names');
+deep_total_is('', $everyone, 'the super admin sees every organization',
+              $admin);
+deep_total_is('', $now, '... or the one X-Tenant-ID names', $admin,
+              'X-Tenant-ID' => $org);
 is(data(list('', $admin, 'X-Tenant-ID' => $other))->{total}, 1,
    '... another one');
 
@@ -375,8 +406,9 @@ is_deeply(emails(search('smith -walker')),
           ['js@list.example.com', 'sj@list.example.com'], 'a -word excludes');
 is_deeply(emails(search('bulk17@list.example.com')),
           ['bulk17@list.example.com'], 'a whole email');
-is(data(search('list.example.com', '&page_size=1'))->{total},
-   count_where(q{email LIKE '%@list.example.com'}), 'the domain of the email');
+total_is(data(search('list.example.com', '&page_size=1')),
+         count_where(q{email LIKE '%@list.example.com'}),
+         'the domain of the email');
 is(data(search('the'))->{total}, 0, 'only a stop word: nothing, and no error');
 is(data(search("'; DROP TABLE users; --"))->{total}, 0,
    'SQL in q is only text');
@@ -393,5 +425,106 @@ error_is($u->call(GET => '/api/v1/users/search', $boss), 400, 'BAD_REQUEST',
          'no q: 400');
 is(search('ab')->{status}, 200, 'q of 2 characters: 200');
 is(search('x' x 100)->{status}, 200, 'q of 100 characters: 200');
+
+
+###########################################################################
+# totals past the cap
+
+# the first page of a list past the cap: at least 1,000, and more to come
+$d = data(list('?page_size=100'));
+is($d->{total}, $CAP, 'a list past the cap: total 1000');
+is($d->{total_is_estimate}, JSON::PP::true, '... total_is_estimate true');
+is($d->{pages}, 10, '... 10 pages of 100 so far');
+is($d->{has_next}, JSON::PP::true, '... has_next true');
+ok($d->{next_cursor}, '... a next_cursor');
+
+# the page that reaches the cap still knows what follows
+$d = data(list('?page_size=100&page=10'));
+is(scalar @{ $d->{users} }, 100, 'page 10 of 100: 100 users');
+is($d->{has_next}, JSON::PP::true, '... has_next true: more follow the cap');
+
+# a substring that nearly everyone has: the page still comes in the
+# order of the sort, and the next one by cursor
+my $AT = q{email LIKE '%@list.example.com'};
+$r = list('?search=%40list.example.com&page_size=50');
+total_is(data($r), count_where($AT), 'search=@list.example.com');
+is_deeply(ids($r), ids_where($AT, 'created_at DESC, id DESC', 50),
+          '... the 50 newest, in the order of psql');
+is(data($r)->{has_next}, JSON::PP::true, '... has_next true');
+$r = list('?search=%40list.example.com&page_size=50&cursor='
+          . data($r)->{next_cursor});
+is_deeply(ids($r), [ (ids_where($AT, 'created_at DESC, id DESC', 100))
+                     ->@[50 .. 99] ], '... and the next 50 by cursor');
+is_deeply(ids(list('?search=grace&page_size=30')),
+          ids_where(q{first_name = 'Grace' OR email LIKE '%grace%'},
+                    'created_at DESC, id DESC', 30),
+          'search=grace: the 30 newest Graces, in the order of psql');
+is_deeply(ids(list('?search=grace&page_size=30&sort_by=email&sort_order=asc')),
+          ids_where(q{first_name = 'Grace' OR email LIKE '%grace%'},
+                    'lower(email::text), id', 30),
+          '... and sorted by email');
+
+# search: the email domain of every user of the organization
+my $domain = count_where(q{email LIKE '%@list.example.com'});
+ok($domain > $CAP, "$domain users at list.example.com: more than the cap");
+$d = data(search('list.example.com', '&page_size=100'));
+is($d->{total}, $CAP, 'a search past the cap: total 1000');
+is($d->{total_is_estimate}, JSON::PP::true, '... total_is_estimate true');
+is($d->{has_next}, JSON::PP::true, '... has_next true');
+is(scalar @{ $d->{users} }, 100, '... a full page');
+my $last_page = int(($domain + 99) / 100);
+$d = data(search('list.example.com', "&page_size=100&page=$last_page"));
+is($d->{total}, $domain, "its last page ($last_page of 100) counts exactly");
+is($d->{total_is_estimate}, JSON::PP::false, '... total_is_estimate false');
+is($d->{has_next}, JSON::PP::false, '... has_next false');
+is(scalar @{ $d->{users} }, $domain - 100 * ($last_page - 1),
+   '... with the last users');
+
+# below the cap, exact and said so
+$d = data(search('grace', '&page_size=5'));
+is($d->{total_is_estimate}, JSON::PP::false,
+   'a search below the cap: total_is_estimate false');
+is($d->{has_next}, JSON::PP::true, '... has_next true');
+$d = data(search('grace', "&page_size=100&page=$gpages"));
+is($d->{has_next}, JSON::PP::false, '... and false on its last page');
+
+###########################################################################
+# search still stems, keeps phrases, and now looks at the username
+
+is_deeply(emails(search('running')), ['run@list.example.com'],
+          'stemming after the change: "running"');
+is_deeply(emails(search('walkers')), ['run@list.example.com'],
+          '... and "walkers" finds Walker');
+is_deeply(emails(search('"smith john"')), ['sj@list.example.com'],
+          'a phrase in the other order finds the other user');
+is(data(search('"john list"'))->{total}, 0,
+   'a phrase does not run from the names into the email');
+is_deeply(emails(search('bulk.17')), ['bulk17@list.example.com'],
+          'the username (bulk.17) is searched');
+is(data(search('bulk.17', '', $mgr))->{total}, 1,
+   '... by anyone with users:read');
+is_deeply(emails(search('grace -tester0001 zed')),
+          ['grace.note@list.example.com'], 'words, -not and the email');
+
+###########################################################################
+# substrings: short, non-ASCII, across word edges
+
+$t->psql(<<'SQL', $org);
+INSERT INTO users (organization_id, email, username, first_name, last_name)
+VALUES (:'p1', 'zoe@list.example.com', 'zoe.a', 'Zoë', 'Ångström-Ek'),
+       (:'p1', 'zoey@list.example.com', NULL, 'Zoëy', 'Berg')
+SQL
+for my $q ('Zoë', 'zoë', 'NGSTRöM', 'ngström-e', 'öm-ek', 'ek', 'oë',
+           'zoë Ångström', 'ace Tester00', 'er0001 bulk') {
+    my $want = scalar $t->psql(
+        "SELECT count(*) FROM users WHERE $LIVE AND"
+        . " (coalesce(first_name, '') || ' ' || coalesce(last_name, '')"
+        . " || ' ' || email || ' ' || coalesce(username, '')) ILIKE :'p1'",
+        '%' . $q . '%');
+    (my $enc = $q) =~ s/([^A-Za-z0-9._~-])/sprintf('%%%02X', ord $1)/ge;
+    $r = list("?search=$enc&page_size=100");
+    is($r->{status}, 200, "search=$q: 200") or diag($r->{content});
+    is(data($r)->{total}, $want, "search=$q: $want users (psql)");
+}
 
 done_testing();

@@ -86,12 +86,15 @@ static um_pg_stmt_t  um_sql_update_me = um_pg_stmt(
 static um_pg_stmt_t  um_sql_create = um_pg_stmt(
     "SELECT um_create_user($1, $2, $3, $4, $5)");
 
+/* totals are counted up to a cap: see sql/migrations/0011_user_search.sql */
 static um_pg_stmt_t  um_sql_list = um_pg_stmt(
-    "SELECT users, total, cursor_offset, next_cursor, filters"
+    "SELECT users, total, cursor_offset, next_cursor, filters,"
+    "       total_is_estimate, has_next"
     "  FROM um_list_users($1, $2, $3, $4, $5)");
 
 static um_pg_stmt_t  um_sql_search = um_pg_stmt(
-    "SELECT users, total FROM um_search_users($1, $2, $3, $4)");
+    "SELECT users, total, total_is_estimate, has_next"
+    "  FROM um_search_users($1, $2, $3, $4)");
 
 static um_pg_stmt_t  um_sql_update = um_pg_stmt(
     "SELECT answer, sessions FROM um_update_user($1, $2, $5, $3, $4)");
@@ -323,7 +326,8 @@ um_users_create_hashed(um_ctx_t *ctx, const char *hash)
  * include_deleted for those who may delete users.  An empty argument is
  * no filter.  The answer echoes the filters and offers next_cursor: sent
  * back as "cursor", the next page is found through the sort index instead
- * of skipping rows, and stays stable while users are added.
+ * of skipping rows, and stays stable while users are added.  The total is
+ * exact up to a cap, and says so when it stopped there.
  */
 ngx_int_t
 um_users_list(um_ctx_t *ctx)
@@ -468,12 +472,18 @@ um_users_list_done(um_ctx_t *ctx, PGresult *res)
 
     st = ctx->data;
 
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 7
+        || PQgetisnull(res, 0, 0))
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     total = ngx_atoof((u_char *) PQgetvalue(res, 0, 1),
                       PQgetlength(res, 0, 1));
+
+    st->page.capped = 1;
+    st->page.estimate = (*PQgetvalue(res, 0, 5) == 't');
+    st->page.more = (*PQgetvalue(res, 0, 6) == 't');
 
     /* from a cursor: the page is where the cursor's row is */
     if (!PQgetisnull(res, 0, 2)) {
@@ -506,8 +516,9 @@ um_users_list_done(um_ctx_t *ctx, PGresult *res)
 /*
  * GET /api/v1/users/search?q=
  *
- * Full text over the names and the email: case-insensitive, stemmed,
- * "quoted phrases", -excluded words, "or".  q holds 2 to 100 characters.
+ * Full text over the names, the email and the username: case-insensitive,
+ * stemmed, "quoted phrases", -excluded words, "or".  q holds 2 to 100
+ * characters.  The total is exact up to a cap, like the list's.
  */
 ngx_int_t
 um_users_search(um_ctx_t *ctx)
@@ -575,9 +586,15 @@ um_users_search_done(um_ctx_t *ctx, PGresult *res)
 
     st = ctx->data;
 
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+    if (PQntuples(res) != 1 || PQnfields(res) != 4
+        || PQgetisnull(res, 0, 0))
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    st->page.capped = 1;
+    st->page.estimate = (*PQgetvalue(res, 0, 2) == 't');
+    st->page.more = (*PQgetvalue(res, 0, 3) == 't');
 
     return um_page_send(ctx, &st->page, "users",
                         (u_char *) PQgetvalue(res, 0, 0),

@@ -101,10 +101,14 @@ um_page_send_extra(um_ctx_t *ctx, um_page_t *page, const char *key,
     u_char      *body, *p;
     size_t       size;
     uint64_t     pages;
+    ngx_uint_t   more;
 
     pages = (total + page->page_size - 1) / page->page_size;
 
-    size = len + ngx_strlen(key) + 256 + extra_len
+    more = page->capped ? page->more
+                        : page->offset + page->page_size < total;
+
+    size = len + ngx_strlen(key) + 320 + extra_len
            + (next_cursor ? ngx_strlen(next_cursor) : 0);
 
     body = ngx_pnalloc(ctx->r->pool, size);
@@ -114,12 +118,18 @@ um_page_send_extra(um_ctx_t *ctx, um_page_t *page, const char *key,
 
     p = ngx_sprintf(body, "{\"%s\":", key);
     p = ngx_cpymem(p, items, len);
-    p = ngx_sprintf(p, ",\"total\":%uL,\"page\":%ui,\"page_size\":%ui,"
+    p = ngx_sprintf(p, ",\"total\":%uL", total);
+
+    if (page->capped) {
+        p = ngx_sprintf(p, ",\"total_is_estimate\":%s",
+                        page->estimate ? "true" : "false");
+    }
+
+    p = ngx_sprintf(p, ",\"page\":%ui,\"page_size\":%ui,"
                     "\"per_page\":%ui,\"pages\":%uL,\"has_next\":%s,"
                     "\"has_prev\":%s,\"next_cursor\":",
-                    total, page->page, page->page_size, page->page_size,
-                    pages,
-                    page->offset + page->page_size < total ? "true" : "false",
+                    page->page, page->page_size, page->page_size, pages,
+                    more ? "true" : "false",
                     page->offset > 0 ? "true" : "false");
 
     /* cursors are base64url: nothing to escape */

@@ -18,6 +18,15 @@ typedef struct {
     ngx_uint_t   page_size;
     ngx_uint_t   offset;
     ngx_str_t    cursor;        /* opaque, from next_cursor; may be empty */
+
+    /*
+     * Set by a list whose total is counted only up to a cap: the answer
+     * then says whether the count stopped there (total_is_estimate), and
+     * has_next comes from "more", which the list knows exactly.
+     */
+    unsigned     capped:1;
+    unsigned     estimate:1;
+    unsigned     more:1;
 } um_page_t;
 
 
@@ -42,7 +51,8 @@ ngx_int_t um_page_filter_bool(um_ctx_t *ctx, const char *name,
 /*
  * {"data": {"<key>": <items>, "total", "page", "page_size", "pages",
  * "has_next", "has_prev", "next_cursor"}} around a JSON array PostgreSQL
- * built; next_cursor may be NULL.
+ * built; next_cursor may be NULL.  A capped page adds "total_is_estimate"
+ * after "total".
  */
 ngx_int_t um_page_send(um_ctx_t *ctx, um_page_t *page, const char *key,
     u_char *items, size_t len, uint64_t total, const char *next_cursor);

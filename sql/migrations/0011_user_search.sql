@@ -1,0 +1,520 @@
+-- User search at a million users (issue 4): a page costs what the page
+-- needs, not what all the matches need.
+--
+-- GET /users/search ranked every match, and ts_rank() rebuilt each
+-- match's tsvector from the names and the email; GET /users counted every
+-- match for its total.  A word that a third of a tenant had took a second.
+-- Now:
+--
+--   * the tsvector is stored with the user (search_tsv), and so is the
+--     lower-case text of the substring search (search_text);
+--   * within a tenant, both searches go through index keys that carry the
+--     tenant: "<organization>:<word>" and "<organization>:<trigram>".  An
+--     index of (organization_id, words) walked the tenant's whole posting
+--     list (100,000 users) to intersect it with the word's: 3.7 ms of the
+--     6 a common word cost.  Now the index yields exactly the tenant's
+--     matches (0.4 ms);
+--   * a search looks at no more than um_search_cap() + 1 matches: it ranks
+--     those, and builds JSON for the page's users alone;
+--   * totals are exact up to that cap (1,000: counting costs a look at
+--     each match, about 2 us, and 10,000 would spend 20 ms on a broad
+--     filter's total).  Past it the answer says so
+--     (total_is_estimate) and total is the cap: "at least this many".
+--     Whether a next page exists is always known exactly (has_next);
+--   * the list's common request (a tenant's users, newest first, with or
+--     without search) and the search run static statements whose generic
+--     plans are kept.
+--
+-- The table is rewritten once to fill the new columns, and the indexes
+-- built: a few minutes for a million users.
+
+
+-- How many matches a search ranks and a total counts, at least.  The
+-- figure a list answer shows as total when more users match.
+CREATE FUNCTION um_search_cap() RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT 1000::bigint
+$$;
+
+
+-- What GET /users/search matches: the names (weight A), the email and the
+-- username (weight B), English stemming.  In emails, usernames and
+-- queries alike "@", ".", "+" and "_" separate words, so "example.com"
+-- finds "john@example.com" and a whole address finds its user.  Each part
+-- is a tsvector of its own, so a phrase never runs from one into the next.
+--
+-- What GET /users?search= looks in, in lower case: LIKE on it is what
+-- ILIKE was on the text (ILIKE lowers both sides the same way), without
+-- putting the text together and lowering it for every row it looks at.
+ALTER TABLE users ADD COLUMN search_tsv tsvector
+    GENERATED ALWAYS AS (
+        setweight(to_tsvector('english'::regconfig,
+                              coalesce(first_name, '') || ' '
+                              || coalesce(last_name, '')), 'A')
+        || setweight(to_tsvector('english'::regconfig,
+                                 translate(coalesce(email::text, ''),
+                                           '@.+_', '    ')), 'B')
+        || setweight(to_tsvector('english'::regconfig,
+                                 translate(coalesce(username::text, ''),
+                                           '@.+_', '    ')), 'B'))
+    STORED,
+    ADD COLUMN search_text text
+    GENERATED ALWAYS AS (lower(um_user_search_text(first_name, last_name,
+                                                   email::text,
+                                                   username::text)))
+    STORED;
+
+DROP INDEX users_fts_idx;
+DROP FUNCTION um_user_tsv(text, text, text);
+
+-- p_tsv with every word w made "<p_org without dashes>:w", positions and
+-- weights kept: a query made the same way (um_tenant_tsquery) matches
+-- exactly where the plain one matches, and only within p_org.
+CREATE FUNCTION um_tenant_tsv(p_org uuid, p_tsv tsvector) RETURNS tsvector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(string_agg(
+               format('''%s:%s'':%s', replace(p_org::text, '-', ''),
+                      replace(replace(t.lexeme, '\', '\\'), '''', ''''''),
+                      (SELECT string_agg(x.p || x.w, ',')
+                         FROM unnest(t.positions, t.weights) x (p, w))),
+               ' '), '')::tsvector
+      FROM unnest(p_tsv) t
+$$;
+
+-- every word of p_q (quoted in its text form) made "<p_org>:word"
+CREATE FUNCTION um_tenant_tsquery(p_org uuid, p_q tsquery) RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT regexp_replace(p_q::text, '''((?:[^'']|'''')*)''',
+                          '''' || replace(p_org::text, '-', '') || ':\1''',
+                          'g')::tsquery
+$$;
+
+-- The trigrams of p_text that lie within one word, as "<p_org>:tri".
+-- Any text that holds p_text holds these (in any case), so for a row's
+-- text they are the index keys, and for a search text the keys a match
+-- must have; ILIKE decides on the row.  Trigrams at a word's edge (with
+-- spaces) and those pg_trgm shows as hashes (non-ASCII, which may hide an
+-- edge) are left out on both sides.  In plpgsql, which keeps the plan of
+-- its query: a SQL function planned it again at every list request.
+CREATE FUNCTION um_tenant_trigrams(p_org uuid, p_text text) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN (SELECT coalesce(array_agg(replace(p_org::text, '-', '') || ':'
+                                      || t),
+                            '{}')
+              FROM unnest(show_trgm(p_text)) t
+             WHERE t !~ '^0x' AND t !~ ' ');
+END
+$$;
+
+-- um_user_sort_key() of 0005_users.sql, the same keys, in plpgsql: as a
+-- SQL function it was planned again at every list request.
+CREATE OR REPLACE FUNCTION um_user_sort_key(p_sort_by text, OUT expr text,
+                                            OUT type text)
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    CASE p_sort_by
+    WHEN 'created_at' THEN
+        expr := 'u.created_at';
+        type := 'timestamptz';
+    WHEN 'updated_at' THEN
+        expr := 'u.updated_at';
+        type := 'timestamptz';
+    WHEN 'last_login_at' THEN
+        expr := 'coalesce(u.last_login_at, ''-infinity'')';
+        type := 'timestamptz';
+    WHEN 'email' THEN
+        expr := 'u.email';
+        type := 'citext';
+    WHEN 'username' THEN
+        expr := 'coalesce(u.username, '''')';
+        type := 'citext';
+    WHEN 'first_name' THEN
+        expr := 'coalesce(u.first_name, '''')';
+        type := 'text';
+    WHEN 'last_name' THEN
+        expr := 'coalesce(u.last_name, '''')';
+        type := 'text';
+    ELSE
+        NULL;
+    END CASE;
+END
+$$;
+
+-- GET /users/search within a tenant, and across them (a super admin)
+CREATE INDEX users_tenant_search_idx
+    ON users USING gin (um_tenant_tsv(organization_id, search_tsv))
+    WHERE deleted_at IS NULL;
+CREATE INDEX users_search_tsv_idx
+    ON users USING gin (search_tsv)
+    WHERE deleted_at IS NULL;
+
+-- GET /users?search= within a tenant; and across them, or with deleted
+-- users.  The index of 0005 on (organization_id, text) also drew the
+-- planner for organization_id alone, at the cost of a bitmap of the whole
+-- tenant.
+DROP INDEX users_search_trgm_idx;
+CREATE INDEX users_tenant_trigram_idx
+    ON users USING gin (um_tenant_trigrams(organization_id, search_text))
+    WHERE deleted_at IS NULL;
+CREATE INDEX users_search_trgm_idx
+    ON users USING gin (search_text gin_trgm_ops);
+
+
+-- GET /users.  As in 0005_users.sql, but the total is counted up to
+-- um_search_cap() rows past those before the page (or the cursor), and
+-- has_next says whether a row follows the page.  With a cursor, the rows
+-- before it are counted up to the cap as well: beyond it, cursor_offset
+-- (and so the page number) and total are lower bounds.
+--
+-- The static statements keep one generic plan (force_generic_plan): each
+-- is written so that one plan is right for every value, and planning
+-- them for each call cost as much as running them.  Bitmap heap scans do
+-- not prefetch (effective_io_concurrency 0): a page ahead is no help when
+-- the tenant's users are in memory, and its lookup cost 5% of a list.
+DROP FUNCTION um_list_users(jsonb, jsonb, integer, bigint, text);
+
+CREATE FUNCTION um_list_users(p_caller jsonb, p_filters jsonb,
+                              p_limit integer, p_offset bigint,
+                              p_cursor text,
+                              OUT users jsonb, OUT total bigint,
+                              OUT total_is_estimate boolean,
+                              OUT has_next boolean,
+                              OUT cursor_offset bigint, OUT next_cursor text,
+                              OUT filters jsonb)
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan
+SET effective_io_concurrency = 0 AS $$
+DECLARE
+    sort_by   text := coalesce(p_filters->>'sort_by', 'created_at');
+    dir       text := lower(coalesce(p_filters->>'sort_order', 'desc'));
+    active    boolean := (p_filters->>'is_active')::boolean;
+    deleted   boolean := coalesce((p_filters->>'include_deleted')::boolean,
+                                  false);
+    tenant    uuid := (p_caller->>'tenant')::uuid;
+    pattern   text := lower(um_like_pattern(p_filters->>'search'));
+    cap       bigint;
+    key_expr  text;
+    keytype   text;
+    cond      text := 'true';
+    found_c   text;
+    order_c   text := '';
+    after_c   text := 'false';
+    c         jsonb;
+    c_key     text;
+    c_id      uuid;
+    last_key  text;
+    last_id   uuid;
+    n         bigint;
+    before    bigint := 0;
+    ids       uuid[];
+    trigrams  text[];
+BEGIN
+    SELECT k.expr, k.type INTO key_expr, keytype
+      FROM um_user_sort_key(sort_by) k;
+
+    IF key_expr IS NULL OR dir NOT IN ('asc', 'desc') THEN
+        RAISE EXCEPTION USING ERRCODE = 'UMVAL',
+            MESSAGE = 'unknown sort', DETAIL = 'sort_by';
+    END IF;
+
+    IF NOT deleted THEN
+        cond := cond || ' AND u.deleted_at IS NULL';
+    END IF;
+
+    IF active IS NOT NULL THEN
+        cond := cond || ' AND u.is_active = $3';
+    END IF;
+
+    IF p_filters->>'kyc_status' IS NOT NULL THEN
+        cond := cond || ' AND u.kyc_status = $4';
+    END IF;
+
+    IF p_filters->>'department' IS NOT NULL THEN
+        cond := cond || ' AND lower(u.department) = lower($5)';
+    END IF;
+
+    IF p_filters->>'role' IS NOT NULL THEN
+        cond := cond || ' AND (um_builtin_role(u.user_type) = $6'
+                     || ' OR ($6 = ''super_admin'' AND u.is_super_admin)'
+                     || ' OR EXISTS (SELECT 1 FROM user_roles ur'
+                     || ' JOIN roles r ON r.id = ur.role_id'
+                     || ' WHERE ur.user_id = u.id AND r.deleted_at IS NULL'
+                     || ' AND r.name = $6::citext))';
+    END IF;
+
+    -- Finding the matches within a tenant: the tenant's trigrams find
+    -- them (when the text has any: two letters have none; and only among
+    -- live users), the other conditions only check them.  IS TRUE keeps
+    -- the planner from ANDing to the index the bitmap of a whole tenant
+    -- (an index on organization_id) or that of the index across tenants,
+    -- each of which costs more than the search.  The page itself, when
+    -- many match, is better found through the sort's index: it keeps cond.
+    trigrams := um_tenant_trigrams(tenant, p_filters->>'search');
+
+    IF tenant IS NOT NULL AND NOT deleted AND cardinality(trigrams) > 0
+    THEN
+        found_c := cond || ' AND (u.organization_id = $1) IS TRUE'
+                   || ' AND (u.search_text LIKE $2) IS TRUE'
+                   || ' AND um_tenant_trigrams(u.organization_id,'
+                   || ' u.search_text) @> $12';
+    END IF;
+
+    IF tenant IS NOT NULL THEN
+        cond := cond || ' AND u.organization_id = $1';
+    END IF;
+
+    IF p_filters->>'search' IS NOT NULL THEN
+        cond := cond || ' AND u.search_text LIKE $2';
+    END IF;
+
+    -- Without trigrams the matches are taken in the order of the sort
+    -- (its index finds them): the first ones hold the page.
+    IF found_c IS NULL THEN
+        found_c := cond;
+        order_c := format('ORDER BY %1$s %2$s, u.id %2$s', key_expr, dir);
+    END IF;
+
+    IF p_cursor IS NOT NULL THEN
+        BEGIN
+            c := convert_from(decode(rpad(translate(p_cursor, '-_', '+/'),
+                                          (length(p_cursor) + 3) / 4 * 4,
+                                          '='),
+                                     'base64'),
+                              'UTF8')::jsonb;
+            c_key := c->>2;
+            c_id := (c->>3)::uuid;
+            EXECUTE format('SELECT $1::%s', keytype) USING c_key;
+        EXCEPTION WHEN OTHERS THEN
+            c := NULL;
+        END;
+
+        IF jsonb_typeof(c) IS DISTINCT FROM 'array' OR c_key IS NULL
+           OR c_id IS NULL
+        THEN
+            RAISE EXCEPTION USING ERRCODE = 'UMVAL',
+                MESSAGE = 'cursor is not a valid cursor', DETAIL = 'cursor';
+        END IF;
+
+        IF c->>0 IS DISTINCT FROM sort_by OR c->>1 IS DISTINCT FROM dir THEN
+            RAISE EXCEPTION USING ERRCODE = 'UMVAL',
+                MESSAGE = 'the cursor belongs to another sort order',
+                DETAIL = 'cursor';
+        END IF;
+
+        after_c := format('(%s, u.id) %s ($7::%s, $8)', key_expr,
+                        CASE dir WHEN 'asc' THEN '>' ELSE '<' END, keytype);
+        p_offset := 0;
+
+        -- where the cursor is: the rows up to it, up to the cap
+        EXECUTE format('SELECT count(*) FROM (SELECT FROM users u'
+                       ' WHERE %s AND NOT (%s) LIMIT $11) b', found_c,
+                       after_c)
+           INTO before
+          USING tenant, pattern,
+                active, p_filters->>'kyc_status', p_filters->>'department',
+                p_filters->>'role', c_key, c_id, p_limit, p_offset,
+                um_search_cap() + 1, trigrams;
+
+        total_is_estimate := before > um_search_cap();
+        before := least(before, um_search_cap());
+        cursor_offset := before;
+    END IF;
+
+    -- The rows after the cursor (or all of them), up to one past the cap
+    -- (at least one past the page: whether a next page exists is known).
+    -- The page is cut from them, in the order of the sort, when they were
+    -- taken in that order or are all the matches: no second search.
+    -- Otherwise many match, and the sort's index finds the page's rows
+    -- early.
+    cap := greatest(um_search_cap(), p_offset + p_limit);
+
+    IF p_cursor IS NULL AND tenant IS NOT NULL AND NOT deleted
+       AND sort_by = 'created_at' AND dir = 'desc' AND active IS NULL
+       AND p_filters->>'kyc_status' IS NULL
+       AND p_filters->>'department' IS NULL AND p_filters->>'role' IS NULL
+       AND (p_filters->>'search' IS NULL OR cardinality(trigrams) > 0)
+    THEN
+        -- A tenant's list, newest first, with or without a search: the
+        -- common request, in static statements whose plans are kept
+        -- (planning the statements below costs about as much as running
+        -- them).  The same plans serve every search text: only the
+        -- tenant's trigrams, or the sort's index, can find the rows.
+        IF p_filters->>'search' IS NULL THEN
+            SELECT count(*),
+                   (array_agg(m.id ORDER BY m.created_at DESC, m.id DESC))
+                       [p_offset + 1 : p_offset + p_limit]
+              INTO n, ids
+              FROM (SELECT u.id, u.created_at FROM users u
+                     WHERE u.organization_id = tenant
+                       AND u.deleted_at IS NULL
+                     ORDER BY u.created_at DESC, u.id DESC
+                     LIMIT cap + 1) m;
+        ELSE
+            SELECT count(*),
+                   (array_agg(m.id ORDER BY m.created_at DESC, m.id DESC))
+                       [p_offset + 1 : p_offset + p_limit]
+              INTO n, ids
+              FROM (SELECT u.id, u.created_at FROM users u
+                     WHERE um_tenant_trigrams(u.organization_id,
+                                              u.search_text) @> trigrams
+                       AND u.deleted_at IS NULL
+                       AND (u.organization_id = tenant) IS TRUE
+                       AND (u.search_text LIKE pattern) IS TRUE
+                     LIMIT cap + 1) m;
+
+            IF n > cap THEN
+                SELECT array_agg(p.id ORDER BY p.created_at DESC, p.id DESC)
+                  INTO ids
+                  FROM (SELECT u.id, u.created_at FROM users u
+                         WHERE u.organization_id = tenant
+                           AND u.deleted_at IS NULL
+                           AND (u.search_text LIKE pattern) IS TRUE
+                         ORDER BY u.created_at DESC, u.id DESC
+                         LIMIT p_limit OFFSET p_offset) p;
+            END IF;
+        END IF;
+    ELSE
+        EXECUTE format('SELECT count(*),'
+                       ' (array_agg(m.id ORDER BY m.k %1$s, m.id %1$s))'
+                       '     [$10 + 1 : $10 + $9]'
+                       ' FROM (SELECT u.id, %2$s AS k FROM users u'
+                       '        WHERE %3$s AND %4$s %5$s LIMIT $11) m',
+                       dir, key_expr, found_c,
+                       CASE WHEN p_cursor IS NULL THEN 'true'
+                            ELSE after_c END,
+                       order_c)
+           INTO n, ids
+          USING tenant, pattern,
+                active, p_filters->>'kyc_status', p_filters->>'department',
+                p_filters->>'role', c_key, c_id, p_limit, p_offset, cap + 1,
+                trigrams;
+
+        IF n > cap AND order_c = '' THEN
+            EXECUTE format('SELECT array_agg(p.id ORDER BY p.n)'
+                           ' FROM (SELECT q.*, row_number() OVER () AS n'
+                           '  FROM (SELECT u.id FROM users u'
+                           '   WHERE %2$s AND %3$s'
+                           '   ORDER BY %1$s %4$s, u.id %4$s'
+                           '   LIMIT $9 OFFSET $10) q) p',
+                           key_expr, cond,
+                           CASE WHEN p_cursor IS NULL THEN 'true'
+                                ELSE after_c END, dir)
+               INTO ids
+              USING tenant, pattern,
+                    active, p_filters->>'kyc_status',
+                    p_filters->>'department', p_filters->>'role', c_key,
+                    c_id, p_limit, p_offset, NULL, trigrams;
+        END IF;
+    END IF;
+
+    has_next := n > p_offset + p_limit;
+    total_is_estimate := coalesce(total_is_estimate, false) OR n > cap;
+    total := before + least(n, cap);
+
+    SELECT coalesce(jsonb_agg(um_user_json(u, true) ORDER BY x.n), '[]')
+      INTO users
+      FROM unnest(ids) WITH ORDINALITY x (id, n)
+      JOIN users u ON u.id = x.id;
+
+    last_id := ids[cardinality(ids)];
+
+    -- the cursor: the sort key of the page's last user, as text
+    IF has_next AND sort_by = 'created_at' THEN
+        SELECT u.created_at::text INTO last_key FROM users u
+         WHERE u.id = last_id;
+
+    ELSIF has_next THEN
+        EXECUTE format('SELECT (%s)::text FROM users u WHERE u.id = $1',
+                       key_expr)
+           INTO last_key
+          USING last_id;
+    END IF;
+
+    IF has_next THEN
+        next_cursor := rtrim(translate(encode(convert_to(
+                           jsonb_build_array(sort_by, dir, last_key,
+                                             last_id)::text, 'UTF8'),
+                           'base64'), E'+/\n', '-_'), '=');
+    END IF;
+
+    filters := jsonb_build_object(
+        'search', p_filters->'search',
+        'is_active', p_filters->'is_active',
+        'status', p_filters->'status',
+        'kyc_status', p_filters->'kyc_status',
+        'department', p_filters->'department',
+        'role', p_filters->'role',
+        'include_deleted', deleted,
+        'sort_by', sort_by,
+        'sort_order', dir);
+END
+$$;
+
+
+-- GET /users/search?q=: full-text search (stemming, "phrases", -not, or),
+-- best matches first.  The first um_search_cap() + 1 matches the index
+-- yields are ranked (all of them, unless the query is that broad; or as
+-- many as the page asked for needs), and only the page's users are read
+-- whole.  Static statements with generic plans (right for any query: the
+-- tenant's words are the only way in), where EXECUTE planned each call
+-- anew; no prefetching, as in the list.  A query of stop words alone
+-- finds nothing; the notice PostgreSQL raises for it is kept from the
+-- client.
+DROP FUNCTION um_search_users(jsonb, text, integer, bigint);
+
+CREATE FUNCTION um_search_users(p_caller jsonb, p_q text, p_limit integer,
+                                p_offset bigint,
+                                OUT users jsonb, OUT total bigint,
+                                OUT total_is_estimate boolean,
+                                OUT has_next boolean)
+LANGUAGE plpgsql STABLE SET client_min_messages = warning
+SET plan_cache_mode = force_generic_plan SET effective_io_concurrency = 0 AS $$
+DECLARE
+    tenant  uuid := (p_caller->>'tenant')::uuid;
+    q       tsquery := um_user_tsquery(p_q);
+    tq      tsquery;
+    cap     bigint := greatest(um_search_cap(), p_offset + p_limit);
+    n       bigint;
+    ids     uuid[];
+BEGIN
+    IF tenant IS NOT NULL THEN
+        tq := um_tenant_tsquery(tenant, q);
+
+        -- The tenant's words find the tenant's users: organization_id is
+        -- only checked (IS TRUE keeps the planner from ANDing the bitmap
+        -- of a whole tenant to the index's).
+        SELECT count(*),
+               (array_agg(f.id ORDER BY f.rank DESC, f.last_name,
+                          f.first_name, f.id))[p_offset + 1
+                                               : p_offset + p_limit]
+          INTO n, ids
+          FROM (SELECT u.id, u.last_name, u.first_name,
+                       ts_rank(u.search_tsv, q) AS rank
+                  FROM users u
+                 WHERE um_tenant_tsv(u.organization_id, u.search_tsv) @@ tq
+                   AND u.deleted_at IS NULL
+                   AND (u.organization_id = tenant) IS TRUE
+                 LIMIT cap + 1) f;
+    ELSE
+        SELECT count(*),
+               (array_agg(f.id ORDER BY f.rank DESC, f.last_name,
+                          f.first_name, f.id))[p_offset + 1
+                                               : p_offset + p_limit]
+          INTO n, ids
+          FROM (SELECT u.id, u.last_name, u.first_name,
+                       ts_rank(u.search_tsv, q) AS rank
+                  FROM users u
+                 WHERE u.search_tsv @@ q AND u.deleted_at IS NULL
+                 LIMIT cap + 1) f;
+    END IF;
+
+    SELECT coalesce(jsonb_agg(um_user_json(u, true) ORDER BY x.n), '[]')
+      INTO users
+      FROM unnest(ids) WITH ORDINALITY x (id, n)
+      JOIN users u ON u.id = x.id;
+
+    has_next := n > p_offset + p_limit;
+    total_is_estimate := n > cap;
+    total := least(n, cap);
+END
+$$;
