@@ -47,7 +47,7 @@ usage: ./build.sh <command> [args]
   status          show which of the servers are running
   migrate         apply pending sql/migrations/*.sql
   bootstrap       create the default organization, the first super admin
-                  and the JWT signing key (idempotent)
+                  and the JWT and two-factor keys (idempotent)
   run             deps + build + start, then follow var/log/error.log;
                   Ctrl-C stops everything
   test [--valgrind] [prove args]
