@@ -34,6 +34,7 @@ static ngx_int_t um_account_refused(um_ctx_t *ctx, const char *what);
 static const char *um_account_token_hash(um_ctx_t *ctx, const char *token,
     size_t len);
 static const char **um_account_self(um_ctx_t *ctx);
+static ngx_int_t um_account_send(um_ctx_t *ctx, um_pg_stmt_t *stmt);
 
 static ngx_int_t um_reset_requested(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_reset_found(um_ctx_t *ctx, PGresult *res);
@@ -309,18 +310,7 @@ um_verify_email_done(um_ctx_t *ctx, PGresult *res)
 ngx_int_t
 um_account_verify_email_resend(um_ctx_t *ctx)
 {
-    const char  **v;
-
-    if (um_fields_check(ctx, um_no_fields) != NGX_OK) {
-        return ctx->rc;
-    }
-
-    v = um_account_self(ctx);
-    if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return um_query(ctx, &um_sql_verify_email_resend, v, 3, um_account_row);
+    return um_account_send(ctx, &um_sql_verify_email_resend);
 }
 
 
@@ -394,6 +384,14 @@ um_verify_phone_done(um_ctx_t *ctx, PGresult *res)
 ngx_int_t
 um_account_verify_phone_send(um_ctx_t *ctx)
 {
+    return um_account_send(ctx, &um_sql_verify_phone_send);
+}
+
+
+/* the endpoints that send the caller a new link or code: no fields */
+static ngx_int_t
+um_account_send(um_ctx_t *ctx, um_pg_stmt_t *stmt)
+{
     const char  **v;
 
     if (um_fields_check(ctx, um_no_fields) != NGX_OK) {
@@ -405,7 +403,7 @@ um_account_verify_phone_send(um_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return um_query(ctx, &um_sql_verify_phone_send, v, 3, um_account_row);
+    return um_query(ctx, stmt, v, 3, um_account_row);
 }
 
 

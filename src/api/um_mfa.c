@@ -87,6 +87,7 @@ static const char *um_mfa_hash(um_ctx_t *ctx, const char *user_id,
     const char *code);
 static ngx_int_t um_mfa_status_done(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_mfa_setup_count(um_ctx_t *ctx, ngx_uint_t *n);
+static ngx_int_t um_mfa_act(um_ctx_t *ctx, um_mfa_action_e action);
 static ngx_int_t um_mfa_begin(um_ctx_t *ctx, um_mfa_t *st);
 static ngx_int_t um_mfa_begun(um_ctx_t *ctx, PGresult *res);
 static ngx_int_t um_mfa_check(um_ctx_t *ctx, um_mfa_t *st, PGresult *res);
@@ -223,16 +224,7 @@ um_mfa_setup_count(um_ctx_t *ctx, ngx_uint_t *n)
 ngx_int_t
 um_mfa_verify(um_ctx_t *ctx)
 {
-    um_mfa_t  *st;
-
-    st = um_mfa_state(ctx);
-    if (st == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    st->action = UM_MFA_VERIFY;
-
-    return um_mfa_begin(ctx, st);
+    return um_mfa_act(ctx, UM_MFA_VERIFY);
 }
 
 
@@ -240,22 +232,21 @@ um_mfa_verify(um_ctx_t *ctx)
 ngx_int_t
 um_mfa_disable(um_ctx_t *ctx)
 {
-    um_mfa_t  *st;
-
-    st = um_mfa_state(ctx);
-    if (st == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    st->action = UM_MFA_DISABLE;
-
-    return um_mfa_begin(ctx, st);
+    return um_mfa_act(ctx, UM_MFA_DISABLE);
 }
 
 
 /* POST /api/v1/users/2fa/backup-codes: the old codes stop working */
 ngx_int_t
 um_mfa_new_codes(um_ctx_t *ctx)
+{
+    return um_mfa_act(ctx, UM_MFA_CODES);
+}
+
+
+/* the endpoints of a signed-in user that check a code */
+static ngx_int_t
+um_mfa_act(um_ctx_t *ctx, um_mfa_action_e action)
 {
     um_mfa_t  *st;
 
@@ -264,7 +255,7 @@ um_mfa_new_codes(um_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    st->action = UM_MFA_CODES;
+    st->action = action;
 
     return um_mfa_begin(ctx, st);
 }
