@@ -26,6 +26,7 @@ ngx_int_t um_auth_hash_password(um_ctx_t *ctx, const char *field,
     ngx_int_t (*done)(um_ctx_t *ctx, const char *hash));
 ngx_int_t um_auth_end_sessions(um_ctx_t *ctx, json_t *sids,
     ngx_int_t (*answer)(um_ctx_t *ctx));
+ngx_int_t um_auth_registered(um_ctx_t *ctx, json_t *payload, time_t ttl);
 ngx_int_t um_auth_sign(um_ctx_t *ctx, const char *typ, json_t *payload,
     ngx_int_t (*done)(um_ctx_t *ctx, const char *jwt));
 const char *um_auth_refresh_new(um_ctx_t *ctx);

@@ -1100,31 +1100,16 @@ um_policy(um_ctx_t *ctx, const char *field, const char *pw,
 static ngx_int_t
 um_issue(um_ctx_t *ctx, json_t *claims, const char *sid)
 {
-    char                            jti[37];
-    time_t                          now;
-    json_t                         *payload;
-    ngx_http_usermgmt_main_conf_t  *mcf;
+    json_t  *payload;
 
-    mcf = ctx->mcf;
-
-    if (!json_is_object(claims) || sid == NULL || um_uuid_v4(jti) != 0) {
+    if (!json_is_object(claims) || sid == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    now = ngx_time();
 
     payload = json_deep_copy(claims);
 
     if (payload == NULL
-        || json_object_set_new(payload, "iss",
-                               json_string((char *) mcf->issuer.data)) != 0
-        || json_object_set_new(payload, "aud",
-                               json_string((char *) mcf->audience.data)) != 0
-        || json_object_set_new(payload, "iat", json_integer(now)) != 0
-        || json_object_set_new(payload, "nbf", json_integer(now)) != 0
-        || json_object_set_new(payload, "exp",
-                               json_integer(now + mcf->access_ttl)) != 0
-        || json_object_set_new(payload, "jti", json_string(jti)) != 0
+        || um_auth_registered(ctx, payload, ctx->mcf->access_ttl) != NGX_OK
         || json_object_set_new(payload, "sid", json_string(sid)) != 0)
     {
         json_decref(payload);
@@ -1132,6 +1117,37 @@ um_issue(um_ctx_t *ctx, json_t *claims, const char *sid)
     }
 
     return um_auth_sign(ctx, "at+jwt", payload, um_issued);
+}
+
+
+/*
+ * Adds the registered claims of every token this module signs: issuer,
+ * audience, issued and valid from now, expiring after ttl, a new jti.
+ */
+ngx_int_t
+um_auth_registered(um_ctx_t *ctx, json_t *payload, time_t ttl)
+{
+    char                            jti[37];
+    time_t                          now;
+    ngx_http_usermgmt_main_conf_t  *mcf;
+
+    mcf = ctx->mcf;
+    now = ngx_time();
+
+    if (um_uuid_v4(jti) != 0
+        || json_object_set_new(payload, "iss",
+                               json_string((char *) mcf->issuer.data)) != 0
+        || json_object_set_new(payload, "aud",
+                               json_string((char *) mcf->audience.data)) != 0
+        || json_object_set_new(payload, "iat", json_integer(now)) != 0
+        || json_object_set_new(payload, "nbf", json_integer(now)) != 0
+        || json_object_set_new(payload, "exp", json_integer(now + ttl)) != 0
+        || json_object_set_new(payload, "jti", json_string(jti)) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

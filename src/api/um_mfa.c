@@ -23,7 +23,6 @@
 #include "http/um_validate.h"
 #include "auth/um_qr.h"
 #include "auth/um_sealed.h"
-#include "auth/um_token.h"
 #include "auth/um_totp.h"
 
 #include <openssl/crypto.h>
@@ -37,7 +36,6 @@
 #define UM_BACKUP_DEFAULT   8
 #define UM_BACKUP_MAX       20
 #define UM_MFA_HASH_LEN     64      /* hex of HMAC-SHA-256 */
-#define UM_MFA_TOKEN_MAX    4096    /* of a challenge token */
 
 #define UM_QR_PREFIX        "data:image/png;base64,"
 
@@ -143,7 +141,7 @@ static const um_field_t  um_code_fields[] = {
 };
 
 static const um_field_t  um_login_fields[] = {
-    { "mfa_token", UM_F_TEXT, UM_REQUIRED, UM_MFA_TOKEN_MAX },
+    { "mfa_token", UM_F_TEXT, UM_REQUIRED, 4096 },
     { "two_factor_code", UM_F_TEXT, UM_NULLABLE, 32 },
     { "code", UM_F_TEXT, UM_NULLABLE, 32 },
     { "backup_code", UM_F_TEXT, UM_NULLABLE, 32 },
@@ -311,15 +309,7 @@ um_mfa_login(um_ctx_t *ctx)
 
     token = um_field_str(ctx, "mfa_token");
 
-    ngx_memzero(&opts, sizeof(um_jwt_verify_t));
-    opts.keys = ctx->mcf->jwt_keys->elts;
-    opts.nkeys = ctx->mcf->jwt_keys->nelts;
-    opts.typ = "mfa+jwt";
-    opts.iss = (const char *) ctx->mcf->issuer.data;
-    opts.aud = (const char *) ctx->mcf->audience.data;
-    opts.leeway = ctx->mcf->leeway;
-    opts.now = ngx_time();
-    opts.max_len = UM_MFA_TOKEN_MAX;
+    um_verify_opts(ctx->mcf, "mfa+jwt", &opts);
 
     if (um_jwt_verify(token, ngx_strlen(token), &opts, &claims, NULL) != 0) {
         return um_send_error(ctx->r, NGX_HTTP_UNAUTHORIZED, UM_UNAUTHORIZED,
@@ -358,25 +348,14 @@ um_mfa_login(um_ctx_t *ctx)
 ngx_int_t
 um_mfa_challenge(um_ctx_t *ctx, const char *user_id)
 {
-    char     jti[37];
-    time_t   now;
     json_t  *payload;
 
-    if (um_uuid_v4(jti) != 0) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    payload = json_pack("{ss}", "sub", user_id);
 
-    now = ngx_time();
-
-    payload = json_pack("{ss ss ss sI sI sI ss}",
-                        "iss", (char *) ctx->mcf->issuer.data,
-                        "aud", (char *) ctx->mcf->audience.data,
-                        "sub", user_id,
-                        "iat", (json_int_t) now,
-                        "nbf", (json_int_t) now,
-                        "exp", (json_int_t) (now + ctx->mcf->mfa_ttl),
-                        "jti", jti);
-    if (payload == NULL) {
+    if (payload == NULL
+        || um_auth_registered(ctx, payload, ctx->mcf->mfa_ttl) != NGX_OK)
+    {
+        json_decref(payload);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -505,7 +484,7 @@ static ngx_int_t
 um_mfa_check(um_ctx_t *ctx, um_mfa_t *st, PGresult *res)
 {
     int             n;
-    ngx_uint_t      enabled, nv;
+    ngx_uint_t      enabled;
     long long       step, last;
     const char    **v, *hash;
     unsigned char   secret[UM_TOTP_SECRET_LEN + 16];
@@ -586,9 +565,7 @@ um_mfa_check(um_ctx_t *ctx, um_mfa_t *st, PGresult *res)
         return um_query(ctx, &um_sql_mfa_login, v, 10, um_mfa_login_ended);
     }
 
-    nv = 8;
-
-    v = ngx_pcalloc(ctx->r->pool, nv * sizeof(char *));
+    v = ngx_pcalloc(ctx->r->pool, 8 * sizeof(char *));
     if (v == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -603,7 +580,7 @@ um_mfa_check(um_ctx_t *ctx, um_mfa_t *st, PGresult *res)
     v[6] = um_client_ip(ctx);
     v[7] = um_user_agent(ctx);
 
-    return um_query(ctx, &um_sql_mfa_end, v, nv, um_mfa_ended);
+    return um_query(ctx, &um_sql_mfa_end, v, 8, um_mfa_ended);
 }
 
 

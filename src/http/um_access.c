@@ -291,15 +291,7 @@ um_access_verify(um_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ngx_memzero(&opts, sizeof(um_jwt_verify_t));
-    opts.keys = mcf->jwt_keys->elts;
-    opts.nkeys = mcf->jwt_keys->nelts;
-    opts.typ = "at+jwt";
-    opts.iss = (const char *) mcf->issuer.data;
-    opts.aud = (const char *) mcf->audience.data;
-    opts.leeway = mcf->leeway;
-    opts.now = ngx_time();
-    opts.max_len = UM_MAX_TOKEN;
+    um_verify_opts(mcf, "at+jwt", &opts);
 
     claims = um_token_cache_get(&token, mcf->leeway);
 
@@ -326,6 +318,27 @@ um_access_verify(um_ctx_t *ctx)
     ctx->verify_rc = NGX_OK;
 
     return NGX_OK;
+}
+
+
+/*
+ * The checks of a token this module issued, of type typ: our keys, issuer
+ * and audience, the leeway, now.
+ */
+void
+um_verify_opts(ngx_http_usermgmt_main_conf_t *mcf, const char *typ,
+    um_jwt_verify_t *opts)
+{
+    ngx_memzero(opts, sizeof(um_jwt_verify_t));
+
+    opts->keys = mcf->jwt_keys->elts;
+    opts->nkeys = mcf->jwt_keys->nelts;
+    opts->typ = typ;
+    opts->iss = (const char *) mcf->issuer.data;
+    opts->aud = (const char *) mcf->audience.data;
+    opts->leeway = mcf->leeway;
+    opts->now = ngx_time();
+    opts->max_len = UM_MAX_TOKEN;
 }
 
 

@@ -65,6 +65,8 @@ ngx_int_t um_has_role_exactly(um_ctx_t *ctx, const char *role);
 ngx_int_t um_access_add_variables(ngx_conf_t *cf);
 ngx_int_t um_has_role(um_ctx_t *ctx, const char *role);
 ngx_int_t um_has_permission(um_ctx_t *ctx, const char *perm);
+void um_verify_opts(ngx_http_usermgmt_main_conf_t *mcf, const char *typ,
+    um_jwt_verify_t *opts);
 ngx_int_t um_send_unauthorized(ngx_http_request_t *r,
     const char *description);
 
