@@ -73,6 +73,7 @@ ngx_int_t um_send_unauthorized(ngx_http_request_t *r,
 
 /* um_limit.c */
 ngx_int_t ngx_http_usermgmt_limit_handler(ngx_http_request_t *r);
+void um_limit_cancel(um_ctx_t *ctx);
 ngx_int_t um_limit_after_body(um_ctx_t *ctx,
     ngx_int_t (*resume)(um_ctx_t *ctx, ngx_int_t rc));
 ngx_int_t um_limit_add_zone(ngx_conf_t *cf,

@@ -626,6 +626,10 @@ um_ctx_cleanup(void *data)
         ctx->redis = NULL;
     }
 
+    if (ctx->limit != NULL) {
+        um_limit_cancel(ctx);
+    }
+
     if (ctx->body != NULL) {
         json_decref(ctx->body);
         ctx->body = NULL;
