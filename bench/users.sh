@@ -438,6 +438,13 @@ wait_for 20 "Redis" redis-cli -h 127.0.0.1 -p "$redis_port" ping
 
 # ---------------------------------------------------------------------------
 # nginx with the module (one server; run.sh has the edge ceilings)
+#
+# All three clients of PostgreSQL (the module, pgbench and Parse Server)
+# reach it through its unix socket, as a server on the same host is best
+# reached. The access token carries the caller's roles and permissions
+# (about 1.1 KiB here): with nginx's default 1 KiB first header buffer
+# every request would be read in two system calls, so the buffer is 4 KiB,
+# as conf.d/usermgmt.conf has it.
 
 port_a=$(free_port)
 base_a=http://127.0.0.1:$port_a
@@ -459,8 +466,9 @@ events {
 
 http {
     access_log off;
+    client_header_buffer_size 4k;
 
-    usermgmt_postgres "hostaddr=127.0.0.1 port=$pg_port dbname=usermgmt user=usermgmt" max=8 timeout=5s;
+    usermgmt_postgres "host=$tmp/pg port=$pg_port dbname=usermgmt user=usermgmt" max=8 timeout=5s;
     usermgmt_redis 127.0.0.1:$redis_port timeout=50ms;
     usermgmt_jwt_key hs256 $jwt_key kid=bench;
     usermgmt_thread_pool usermgmt;
@@ -561,6 +569,8 @@ const port = Number(process.env.PARSE_PORT);
 (async () => {
   const api = new ParseServer({
     databaseURI: process.env.PARSE_DB,
+    // its URI parser takes no socket directory; the pg driver does
+    databaseOptions: { host: process.env.PARSE_PG_HOST },
     appId: 'bench',
     masterKey: process.env.PARSE_MASTER_KEY,
     masterKeyIps: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
@@ -582,6 +592,7 @@ EOF
         NODE_PATH=$BENCH_NPM_DIR/node_modules NODE_ENV=production \
         PARSE_PORT=$parse_port PARSE_MASTER_KEY=$parse_master \
         PARSE_DB="postgres://postgres@127.0.0.1:$pg_port/parse?max=8" \
+        PARSE_PG_HOST=$tmp/pg \
         PARSE_LOGS=$tmp/parse/logs PARSE_SERVER_LOGS_FOLDER=$tmp/parse/logs \
             exec node "$tmp/parse/server.js" ) >"$tmp/logs/parse.log" 2>&1 &
     parse_pid=$!
@@ -674,7 +685,7 @@ say "pgbench: -i -s $pgbench_scale bench (as many rows as users)"
 
 measure_pgbench() {
     local avg out=$tmp/pgbench/run-$round.txt prefix=$tmp/pgbench/txn-$round
-    "$PG_BIN/pgbench" -U postgres -S -M prepared -c "$BENCH_CONNS" -j 1 \
+    "$PG_BIN/pgbench" -h "$tmp/pg" -U postgres -S -M prepared -c "$BENCH_CONNS" -j 1 \
         -T "$BENCH_SECONDS" --log --log-prefix="$prefix" bench \
         >"$out" 2>&1 || { cat "$out" >&2; die "pgbench failed"; }
     w_rps=$(awk '/^tps = / { printf "%.0f", $3; exit }' "$out")
@@ -1113,8 +1124,8 @@ info=(
     "versions: $nginx_version, $pg_version, Redis $redis_version, wrk $wrk_version, node $node_version, parse-server ${parse_version:-not installed}"
     "load: wrk -t1 -d${BENCH_SECONDS}s (after ${BENCH_WARMUP}s warm-up), c=$BENCH_CONNS for the GET-by-id rows and pgbench -j1, c=$BENCH_SEARCH_CONNS for the search rows; $BENCH_ROUNDS round(s) per row, in reverse order every other round, each row its median round; export: $BENCH_EXPORT_ROUNDS round(s), the fastest"
     "data: bench/seed.sh, $SEED_USERS users and $SEED_AUDIT audit rows in $SEED_ORGS organizations; tenant seed-00 ($tenant_users users), signed in as its admin $admin_email (user_type admin = org_admin)"
-    "nginx: $BENCH_WORKERS worker(s), access_log off, module pool max=8 per worker, usermgmt_access_token_ttl 2h"
-    "PostgreSQL: shared_buffers=1GB, fsync=off, synchronous_commit=off, full_page_writes=off, max_wal_size=8GB, autovacuum=off (benchmark settings: no durability); pgbench -i -s $pgbench_scale"
+    "nginx: $BENCH_WORKERS worker(s), access_log off, client_header_buffer_size 4k, module pool max=8 per worker, usermgmt_access_token_ttl 2h"
+    "PostgreSQL: shared_buffers=1GB, fsync=off, synchronous_commit=off, full_page_writes=off, max_wal_size=8GB, autovacuum=off (benchmark settings: no durability); pgbench -i -s $pgbench_scale; the module, pgbench and Parse Server connect through its unix socket"
     "Parse Server: ${parse_na:-one node process, express, pg pool max=8, logLevel error, database parse on the same PostgreSQL; $BENCH_PARSE_USERS _User rows (one through POST /parse/users, the rest inserted with the same bcrypt hash and public read); the peer is the faster of its two rows}"
 )
 

@@ -70,12 +70,12 @@ static ngx_int_t um_users_answer(um_ctx_t *ctx);
 
 
 static um_pg_stmt_t  um_sql_me = um_pg_stmt(
-    "SELECT um_user_json(u, false) FROM users u"
+    "SELECT um_user_doc(u, false) FROM users u"
     " WHERE u.id = $1 AND u.deleted_at IS NULL");
 
 /* another tenant's user is "not found", like one that does not exist */
 static um_pg_stmt_t  um_sql_user = um_pg_stmt(
-    "SELECT um_user_json(u, $3) FROM users u"
+    "SELECT um_user_doc(u, $3) FROM users u"
     " WHERE u.id = $1"
     "   AND ($2::uuid IS NULL OR u.organization_id = $2)"
     "   AND (u.deleted_at IS NULL OR $3)");
