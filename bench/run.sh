@@ -1190,6 +1190,39 @@ module_redis_commands() {
         | awk '$1 == "usermgmt_redis_commands_total" { n = $2 } END { print n }'
 }
 
+# redis_calls_under_load NAME URL: the same location under wrk's load.
+# Each request still waits for one round trip, but the requests a worker
+# reads in one turn of its event loop share one EVALSHA; the row says how
+# many shared a call, and checks that every request got one decision.
+redis_calls_under_load() {
+    local name=$1 url=$2 out=$tmp/wrk/calls-under-load.out
+    local e0 e1 d0 d1 reqs calls decisions
+
+    limit_decisions() {
+        { curl -s --max-time 5 "$base_a/metrics" || true; } \
+            | awk '/^usermgmt_ratelimit_decisions_total\{/ && /zone="benchzone"/ \
+                   && /result="(allowed|limited)"/ { n += $2 } END { print n + 0 }'
+    }
+
+    say "$name: wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s, INFO commandstats before and after"
+    d0=$(limit_decisions)
+    e0=$(redis_cmdstats | awk '$1 == "evalsha" { print $2 }')
+    wrk -t1 -c"$BENCH_CONNS" -d"${BENCH_SECONDS}s" -H "Authorization: Bearer $access_token" \
+        "$url" >"$out" 2>&1 || true
+    e1=$(redis_cmdstats | awk '$1 == "evalsha" { print $2 }')
+    d1=$(limit_decisions)
+    reqs=$(awk '/requests in/ { print $1 }' "$out")
+    calls=$(( ${e1:-0} - ${e0:-0} ))
+    decisions=$(( d1 - d0 ))
+    if [[ -z $reqs ]] || (( calls <= 0 )); then
+        add_row count "$name" - - - "" "" "could not be measured: $(head -c 200 "$out")"
+        return 0
+    fi
+    add_row count "$name" - - - "" "" "$(awk -v r="$reqs" -v c="$calls" -v d="$decisions" -v k="$BENCH_CONNS" 'BEGIN {
+        printf "%d requests, %d EVALSHA calls: %.1f requests per call (%.3f calls per request); %d decisions counted (%.3f per request): target exactly 1 decision and at most 1 round trip per request: %s",
+            r, c, r / c, c / r, d, d / r, (d >= r && d <= r + k && c <= r) ? "met" : "NOT met" }')"
+}
+
 # redis_roundtrips NAME URL KEYS: KEYS = the limit keys per request (0 for
 # a location without limits); adds a row with the verdict in its notes
 redis_roundtrips() {
@@ -1338,6 +1371,8 @@ if [[ -n $access_token && -n $module_loaded ]]; then
         "$base_a/auth204" 0
     redis_roundtrips "Redis commands per request: auth + limit location (N=$BENCH_RT_REQUESTS)" \
         "$base_a/authlimit204" 1
+    redis_calls_under_load "Redis calls under load: auth + limit location (c=$BENCH_CONNS)" \
+        "$base_a/authlimit204"
 fi
 
 # Login: argon2id in the thread pool bounds it.

@@ -52,6 +52,7 @@ sub burst {
     }
     sleep 0.2;                          # every connection accepted
     kill 'STOP', $worker or die "SIGSTOP: $!";
+    stopped($worker) or die "worker $worker did not stop";
     for my $i (0 .. $#reqs) {
         my ($path, %h) = @{ $reqs[$i] };
         my $text = "GET $path HTTP/1.1\r\nHost: localhost\r\n"
@@ -71,6 +72,19 @@ sub burst {
         push @out, { status => $status // 0, state => $state };
     }
     return (evalsha_calls() - $calls, @out);
+}
+
+# the signal is taken when the process next runs: wait until it has
+sub stopped {
+    my ($pid) = @_;
+    for (1 .. 200) {
+        open(my $fh, '<', "/proc/$pid/stat") or return 0;
+        my $stat = <$fh> // '';
+        close $fh;
+        return 1 if $stat =~ /^\d+ \(.*\) [Tt] /;
+        sleep 0.01;
+    }
+    return 0;
 }
 
 sub evalsha_calls {
