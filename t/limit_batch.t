@@ -50,7 +50,7 @@ sub burst {
             or die "connect: $!";
         push @socks, $s;
     }
-    sleep 0.2;                          # every connection accepted
+    sleep $t->secs(0.2);                # every connection accepted
     kill 'STOP', $worker or die "SIGSTOP: $!";
     stopped($worker) or die "worker $worker did not stop";
     for my $i (0 .. $#reqs) {
@@ -60,7 +60,7 @@ sub burst {
                  . "Connection: close\r\n\r\n";
         syswrite($socks[$i], $text) == length $text or die "write: $!";
     }
-    sleep 0.1;
+    sleep $t->secs(0.1);
     kill 'CONT', $worker or die "SIGCONT: $!";
     my @out;
     for my $s (@socks) {
