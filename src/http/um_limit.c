@@ -17,6 +17,7 @@
 #include "um_limit.h"
 #include "um_fields.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 
@@ -67,6 +68,7 @@ static ngx_int_t um_limit_resume_phases(um_ctx_t *ctx, ngx_int_t rc);
 static void um_limit_count(ngx_http_usermgmt_main_conf_t *mcf,
     um_limit_zone_t *zone, ngx_uint_t result);
 static int64_t um_limit_now_us(void);
+static void um_limit_sha1(const u_char *data, size_t len, u_char *md);
 static ngx_int_t um_limit_parse_rate(ngx_str_t *s, ngx_uint_t *count,
     ngx_msec_t *period);
 
@@ -296,7 +298,7 @@ um_limit_prepare(um_ctx_t *ctx, um_limit_run_t *run)
         }
 
         /* a fixed-size key, whatever the value */
-        SHA1(value.data, value.len, md);
+        um_limit_sha1(value.data, value.len, md);
 
         c->key_len = sizeof(UM_LIMIT_PREFIX) - 1 + zone->name.len + 1
                      + 2 * SHA_DIGEST_LENGTH;
@@ -422,7 +424,7 @@ um_limit_local(um_ctx_t *ctx, um_limit_check_t *c, ngx_uint_t commit)
     shm = ctx->mcf->limit_zone->data;
     shpool = (ngx_slab_pool_t *) ctx->mcf->limit_zone->shm.addr;
 
-    SHA1(c->key, c->key_len, md);
+    um_limit_sha1(c->key, c->key_len, md);
     ngx_memcpy(&h, md, sizeof(h));
     h |= 1;
 
@@ -806,6 +808,26 @@ um_limit_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * SHA1() of OpenSSL 3 looks the digest up in its provider tables on every
+ * call (a lock and a hash lookup); the worker fetches it once and keeps it
+ * for its life.
+ */
+static void
+um_limit_sha1(const u_char *data, size_t len, u_char *md)
+{
+    static EVP_MD  *sha1;
+
+    if (sha1 == NULL) {
+        sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    }
+
+    if (sha1 == NULL || EVP_Digest(data, len, md, NULL, sha1, NULL) != 1) {
+        (void) SHA1(data, len, md);
+    }
 }
 
 

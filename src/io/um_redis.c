@@ -22,6 +22,7 @@ struct um_redis_s {
     ngx_connection_t    *c;
     ngx_event_t          connect_timer;
     unsigned             connected:1;
+    unsigned             writing:1;     /* inside redisAsyncHandleWrite */
 
     um_backoff_t        backoff;        /* before a new connection */
 };
@@ -450,7 +451,9 @@ um_redis_event_handler(ngx_event_t *ev)
 
     /* either call may free the context (and detach c): touch neither after */
     if (ev->write) {
+        rd->writing = 1;
         redisAsyncHandleWrite(rd->ac);
+        rd->writing = 0;
 
     } else {
         redisAsyncHandleRead(rd->ac);
@@ -543,10 +546,25 @@ um_redis_del_read(void *data)
 }
 
 
+/*
+ * On a connected socket, commands are written once the events of this
+ * turn of the loop are handled (a posted event): all the commands of the
+ * turn in one write, and no write event to arm and disarm.  The socket is
+ * watched for writing only while connecting, or when a write stopped
+ * short because its buffer was full.
+ */
 static void
 um_redis_add_write(void *data)
 {
     um_redis_t  *rd = data;
+
+    if (rd->connected && !rd->writing) {
+        if (!rd->c->write->posted) {
+            ngx_post_event(rd->c->write, &ngx_posted_events);
+        }
+
+        return;
+    }
 
     (void) um_fd_want_write(rd->c, 1);
 }
