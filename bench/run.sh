@@ -1198,10 +1198,10 @@ redis_calls_under_load() {
     local name=$1 url=$2 out=$tmp/wrk/calls-under-load.out
     local e0 e1 d0 d1 reqs calls decisions
 
+    # allowed + limited of benchzone, from metrics_snapshot's lines
     limit_decisions() {
-        { curl -s --max-time 5 "$base_a/metrics" || true; } \
-            | awk '/^usermgmt_ratelimit_decisions_total\{/ && /zone="benchzone"/ \
-                   && /result="(allowed|limited)"/ { n += $2 } END { print n + 0 }'
+        metrics_snapshot | awk '$1 ~ /^limit:benchzone\/(allowed|limited)$/ { n += $2 }
+                                END { print n + 0 }'
     }
 
     say "$name: wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s, INFO commandstats before and after"

@@ -78,7 +78,6 @@ static const char  *um_limit_result_names[] = {
 };
 
 
-
 ngx_int_t
 ngx_http_usermgmt_limit_handler(ngx_http_request_t *r)
 {
@@ -206,7 +205,6 @@ um_limit_prepare(um_ctx_t *ctx, um_limit_run_t *run)
     ngx_http_request_t            *r;
     ngx_http_usermgmt_loc_conf_t  *lcf;
     u_char                         md[SHA_DIGEST_LENGTH];
-    static const char              hex[] = "0123456789abcdef";
 
     r = ctx->r;
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_usermgmt_module);
@@ -308,11 +306,7 @@ um_limit_prepare(um_ctx_t *ctx, um_limit_run_t *run)
         }
 
         p = ngx_sprintf(c->key, UM_LIMIT_PREFIX "%V:", &zone->name);
-
-        for (j = 0; j < SHA_DIGEST_LENGTH; j++) {
-            *p++ = hex[md[j] >> 4];
-            *p++ = hex[md[j] & 0x0f];
-        }
+        (void) ngx_hex_dump(p, md, SHA_DIGEST_LENGTH);
     }
 
     return NGX_OK;

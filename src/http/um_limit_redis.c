@@ -112,7 +112,6 @@ typedef struct {
 } um_limit_batch_t;
 
 
-
 static void um_limit_flush(ngx_event_t *ev);
 static void um_limit_batch_send(um_limit_batch_t *b);
 static void um_limit_batch_reply(void *data, redisReply *reply,
@@ -451,16 +450,9 @@ um_limit_reply(um_ctx_t *ctx, redisReply **res)
 void
 um_limit_script_sha(u_char *sha)
 {
-    ngx_uint_t         i;
-    u_char             md[SHA_DIGEST_LENGTH];
-    static const char  hex[] = "0123456789abcdef";
+    u_char  md[SHA_DIGEST_LENGTH];
 
     SHA1((u_char *) um_limit_script, sizeof(um_limit_script) - 1, md);
 
-    for (i = 0; i < SHA_DIGEST_LENGTH; i++) {
-        *sha++ = hex[md[i] >> 4];
-        *sha++ = hex[md[i] & 0x0f];
-    }
-
-    *sha = '\0';
+    *ngx_hex_dump(sha, md, SHA_DIGEST_LENGTH) = '\0';
 }
